@@ -1,0 +1,49 @@
+"""Shared CLI plumbing: the console, dataset resolution and progress bars."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..data.builtin import generate_dataset
+from ..data.mvtec import MVTecCategory
+
+console = Console(stderr=True)
+out = Console()
+
+BUILTIN_CATEGORY = "surface"
+
+
+def builtin_root() -> Path:
+    """Where the built-in dataset is generated (``$DAE_CACHE`` or ``~/.cache/diffusionad_edge``)."""
+    base = os.environ.get("DAE_CACHE") or Path.home() / ".cache" / "diffusionad_edge"
+    return Path(base) / "builtin"
+
+
+def open_dataset(data: Path | None, category: str | None) -> MVTecCategory:
+    """The user's MVTec-layout folder, or the built-in generated dataset when ``data`` is None."""
+    if data is not None:
+        return MVTecCategory(data, category)
+    root = builtin_root()
+    name = category or BUILTIN_CATEGORY
+    if not (root / name / "train" / "good").is_dir():
+        console.print(f"generating the built-in dataset in {root} ...")
+        generate_dataset(root, category=name)
+    return MVTecCategory(root, name)
+
+
+@contextmanager
+def progress_bar(description: str, total: int, extra: bool = True) -> Iterator[Progress]:
+    """A rich progress bar on stderr with an optional free-text field ``info``."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if extra:
+        columns.append(TextColumn("{task.fields[info]}"))
+    columns += [TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        progress.add_task(description, total=total, info="")
+        yield progress

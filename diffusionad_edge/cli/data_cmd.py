@@ -1,0 +1,28 @@
+"""``dae data``: the built-in synthetic dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..data.builtin import generate_dataset
+from .common import console
+
+app = typer.Typer(help="Built-in data: generate a synthetic MVTec-layout dataset.", no_args_is_help=True)
+
+
+@app.command("generate")
+def generate(
+    out_dir: Path = typer.Argument(..., help="Folder to write <out_dir>/<category>/{train,test,ground_truth}."),
+    category: str = typer.Option("surface", help="Category name (folder name)."),
+    n_train: int = typer.Option(120, min=1, help="Normal training images."),
+    n_test_good: int = typer.Option(20, min=0, help="Normal test images."),
+    n_test_per_defect: int = typer.Option(12, min=0, help="Test images per defect type (scratch, spot, hole)."),
+    size: int = typer.Option(256, min=32, help="Image side in pixels."),
+    seed: int = typer.Option(0, help="Seed: the same seed gives the same dataset."),
+) -> None:
+    """Generate textured surfaces with scratches, spots and holes, and their masks."""
+    path = generate_dataset(out_dir, category=category, n_train=n_train, n_test_good=n_test_good,
+                            n_test_per_defect=n_test_per_defect, size=size, seed=seed)
+    console.print(f"dataset written to {path}")

@@ -1,0 +1,39 @@
+"""The ``dae`` command: a thin Typer layer over the library.
+
+User mistakes (:class:`~diffusionad_edge.errors.DaeError`) become one line on stderr and a
+non-zero exit code; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import DaeError
+from . import data_cmd, demo_cmd, eval_cmd, info_cmd, train_cmd
+
+app = typer.Typer(
+    name="dae",
+    help="DiffusionAD for the edge: train, evaluate, export, run and benchmark anomaly detectors.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("train")(train_cmd.train)
+app.command("eval")(eval_cmd.evaluate_cmd)
+app.command("info")(info_cmd.info)
+app.command("demo")(demo_cmd.demo)
+app.add_typer(data_cmd.app, name="data")
+
+
+def main() -> None:
+    try:
+        app()
+    except DaeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

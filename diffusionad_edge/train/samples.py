@@ -1,0 +1,79 @@
+"""Training samples: normal images, half of each batch turned into synthetic anomalies.
+
+Sample ``i`` is a pure function of ``(seed, i)``: which image, whether it is anomalous and the
+synthetic anomaly all come from a generator seeded with both. Training from step ``s`` therefore
+sees exactly the batches an uninterrupted run would have seen, which makes ``--resume`` and
+``--seed`` exact, whatever the number of data-loader workers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ..data.foreground import foreground_for
+from ..data.preprocess import read_image, resize_image, to_chw_float
+from ..data.synthesis import AnomalySynthesizer
+from ..errors import DataError
+
+
+def load_images(paths: Sequence[Path], size: int) -> list[np.ndarray]:
+    """Read and resize images once (RGB uint8 size x size x 3): the training set lives in memory."""
+    if not paths:
+        raise DataError("no training images")
+    return [resize_image(read_image(p), size) for p in paths]
+
+
+class SyntheticAnomalySamples(Dataset):
+    """Index ``i`` -> (image (3,H,W) in [0,1], mask (1,H,W), is_clean); batch layout is fixed:
+    the first half of every batch of ``batch_size`` consecutive indices is clean."""
+
+    def __init__(
+        self,
+        images: list[np.ndarray],
+        synthesizer: AnomalySynthesizer,
+        batch_size: int,
+        seed: int,
+        foreground_mode: str = "auto",
+    ):
+        self.images = images
+        self.synthesizer = synthesizer
+        self.batch_size = batch_size
+        self.seed = seed
+        # The foreground estimate depends on the image only: compute it once per image.
+        self.foregrounds = [foreground_for(img, foreground_mode) for img in images]
+
+    def __len__(self) -> int:  # effectively unbounded: indices come from StepSampler
+        return 2**62
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, index])
+        k = int(rng.integers(len(self.images)))
+        img = self.images[k]
+        clean = index % self.batch_size < self.batch_size // 2
+        if clean:
+            mask = np.zeros(img.shape[:2], np.float32)
+        else:
+            img, mask = self.synthesizer.synthesize(img, rng, foreground=self.foregrounds[k])
+        return (
+            torch.from_numpy(to_chw_float(img)),
+            torch.from_numpy(mask.astype(np.float32))[None],
+            torch.tensor(clean),
+        )
+
+
+class StepSampler(Sampler[int]):
+    """Yields the sample indices of steps ``start .. stop-1`` in order."""
+
+    def __init__(self, start_step: int, stop_step: int, batch_size: int):
+        self.start, self.stop, self.batch_size = start_step, stop_step, batch_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start * self.batch_size, self.stop * self.batch_size))
+
+    def __len__(self) -> int:
+        return (self.stop - self.start) * self.batch_size
