@@ -32,13 +32,14 @@ def train(
     val_fraction: float = typer.Option(_DEFAULTS.val_fraction, help="Share of train/good held out (never trained on) for validation and thresholds."),
     checkpoint_every: int = typer.Option(_DEFAULTS.checkpoint_every, help="Write the checkpoint every N steps (0: only at the end and on Ctrl-C)."),
     workers: int = typer.Option(_DEFAULTS.num_workers, help="Data-loader worker processes for anomaly synthesis."),
+    crop_size: Optional[int] = typer.Option(None, help="Train on random square patches of this size (fully convolutional nets still run on whole images): much cheaper steps."),
     minutes: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many minutes of training even if --steps is not reached."),
 ) -> None:
     """Train the reconstruction and segmentation sub-networks jointly (paper losses and optimisers)."""
     cfg = TrainConfig(
         steps=steps, batch_size=batch_size, lr_denoiser=lr_denoiser, lr_segmenter=lr_segmenter, seed=seed,
         val_fraction=val_fraction, foreground=foreground, textures=str(textures) if textures else None,
-        checkpoint_every=checkpoint_every, num_workers=workers, amp=amp,
+        checkpoint_every=checkpoint_every, num_workers=workers, amp=amp, crop_size=crop_size,
     ).validate()
     model_config = get_preset(preset)
     dataset = open_dataset(data, category)

@@ -87,14 +87,14 @@ def evaluate(
             progress(min(start + batch_size, len(samples)), len(samples))
     maps_a, scores_a, masks_a = np.concatenate(maps), np.concatenate(scores), np.concatenate(masks)
     labels = np.array([s.is_anomalous for s in samples], dtype=np.uint8)
-    types = np.array([s.defect_type for s in samples])
+    types = np.array([s.defect_type for s in samples], dtype=object)
 
     overall = all_metrics(labels, scores_a, masks_a, maps_a)
     per_type = {}
-    for defect in sorted(set(types) - {"good"}):
+    for defect in sorted(set(types.tolist()) - {"good"}):
         sel = (types == defect) | (types == "good")
         per_type[defect] = all_metrics(labels[sel], scores_a[sel], masks_a[sel], maps_a[sel])
-    counts = {t: int((types == t).sum()) for t in sorted(set(types))}
+    counts = {t: int((types == t).sum()) for t in sorted(set(types.tolist()))}
     return EvalResult(overall, per_type, counts, t_model / len(samples))
 
 

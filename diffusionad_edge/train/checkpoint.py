@@ -45,7 +45,7 @@ def save_checkpoint(path: str | Path, model: DiffusionAD, **extra: Any) -> None:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "toolkit_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "model_config": model.config.to_json(),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,

@@ -4,6 +4,9 @@ Sample ``i`` is a pure function of ``(seed, i)``: which image, whether it is ano
 synthetic anomaly all come from a generator seeded with both. Training from step ``s`` therefore
 sees exactly the batches an uninterrupted run would have seen, which makes ``--resume`` and
 ``--seed`` exact, whatever the number of data-loader workers.
+
+With ``crop_size`` the networks train on random patches (they are fully convolutional, so they
+still run on the full image): far cheaper per step, which is what makes CPU training feasible.
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ class SyntheticAnomalySamples(Dataset):
         batch_size: int,
         seed: int,
         foreground_mode: str = "auto",
+        crop_size: int | None = None,
     ):
         self.images = images
+        self.crop_size = crop_size
         self.synthesizer = synthesizer
         self.batch_size = batch_size
         self.seed = seed
@@ -53,17 +58,30 @@ class SyntheticAnomalySamples(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index])
         k = int(rng.integers(len(self.images)))
-        img = self.images[k]
+        img, fg = self.images[k], self.foregrounds[k]
+        if self.crop_size is not None:
+            img, fg = self._crop(img, fg, rng)
         clean = index % self.batch_size < self.batch_size // 2
         if clean:
             mask = np.zeros(img.shape[:2], np.float32)
         else:
-            img, mask = self.synthesizer.synthesize(img, rng, foreground=self.foregrounds[k])
+            img, mask = self.synthesizer.synthesize(img, rng, foreground=fg)
         return (
             torch.from_numpy(to_chw_float(img)),
             torch.from_numpy(mask.astype(np.float32))[None],
             torch.tensor(clean),
         )
+
+
+    def _crop(self, img: np.ndarray, fg: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A random crop_size patch, preferring one that holds some foreground (a few tries)."""
+        c = self.crop_size
+        h, w = img.shape[:2]
+        for _ in range(5):
+            y, x = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
+            if fg[y : y + c, x : x + c].any():
+                break
+        return img[y : y + c, x : x + c], fg[y : y + c, x : x + c]
 
 
 class StepSampler(Sampler[int]):

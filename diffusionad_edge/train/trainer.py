@@ -108,6 +108,13 @@ class Trainer:
                 raise CheckpointError(f"{resume} has no optimiser state: it cannot be resumed")
             model_config = ModelConfig.from_json(resume_payload["model_config"])
 
+        crop = self.cfg.crop_size
+        if crop is not None:
+            levels = max(len(model_config.unet.channel_mult), len(model_config.seg.encoder_channels))
+            if crop > model_config.image_size or crop % 2 ** (levels - 1):
+                raise ConfigError(
+                    f"--crop-size {crop} must be at most {model_config.image_size} and divisible by {2 ** (levels - 1)}"
+                )
         torch.manual_seed(self.cfg.seed)
         self.model = DiffusionAD(model_config).to(self.device)
         self.opt_denoiser = torch.optim.Adam(self.model.denoiser.parameters(), lr=self.cfg.lr_denoiser)
@@ -130,7 +137,8 @@ class Trainer:
         size = self.model.config.image_size
         self.synthesizer = AnomalySynthesizer(self.cfg.textures, foreground_mode=self.cfg.foreground)
         self.samples = SyntheticAnomalySamples(
-            load_images(train_paths, size), self.synthesizer, self.cfg.batch_size, self.cfg.seed, self.cfg.foreground
+            load_images(train_paths, size), self.synthesizer, self.cfg.batch_size, self.cfg.seed, self.cfg.foreground,
+            crop_size=self.cfg.crop_size,
         )
 
     # -- persistence ---------------------------------------------------------------------------

@@ -1,0 +1,70 @@
+"""The dae command as a user runs it: real processes, exit codes and one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def dae(*args, env_extra=None, timeout=300):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _one_line_error(res, *fragments):
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr
+    lines = [l for l in res.stderr.strip().splitlines() if l.startswith("error:")]
+    assert len(lines) == 1, res.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_help_lists_verbs():
+    res = dae("--help")
+    assert res.returncode == 0
+    for verb in ("train", "eval", "info", "demo", "data"):
+        assert verb in res.stdout
+
+
+def test_info_preset_json():
+    res = dae("info", "--preset", "paper", "--json")
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    assert 155e6 < info["total_params"] < 165e6
+    assert 1150 < info["one_step_gflop_per_image"] < 1250
+
+
+def test_info_checkpoint(tiny_checkpoint):
+    res = dae("info", tiny_checkpoint, "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["preset"] == "tiny"
+
+
+def test_bad_inputs_give_one_line(tmp_path, tiny_checkpoint, tiny_dataset):
+    _one_line_error(dae("train", "--data", tmp_path / "nowhere", "--preset", "tiny"), "dataset folder not found")
+    _one_line_error(dae("train", "--data", tiny_dataset.path.parent, "--preset", "tiny"), "--category surface")
+    _one_line_error(dae("train", "--data", tiny_dataset.path, "--preset", "huge"), "unknown preset")
+    _one_line_error(dae("info", tmp_path / "missing.pt"), "checkpoint not found")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"garbage" * 100)
+    _one_line_error(dae("eval", corrupt, "--data", tiny_dataset.path), "not a readable checkpoint")
+    _one_line_error(dae("eval", tiny_checkpoint, "--data", tiny_dataset.path, "--mode", "magic"), "--mode")
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_train_then_eval_cli(tmp_path, tiny_dataset):
+    ckpt = tmp_path / "run" / "m.pt"
+    res = dae("train", "--data", tiny_dataset.path, "--preset", "tiny", "--steps", "2", "--batch-size", "4", "--out", ckpt)
+    assert res.returncode == 0, res.stderr
+    assert ckpt.is_file() and not list(ckpt.parent.glob("*.tmp"))
+    out = tmp_path / "eval.json"
+    res = dae("eval", ckpt, "--json", out)  # dataset taken from the checkpoint
+    assert res.returncode == 0, res.stderr
+    result = json.loads(out.read_text())
+    assert set(result["overall"]) == {"image_auroc", "pixel_auroc", "pixel_ap", "aupro"}
+    assert set(result["per_type"]) == {"hole", "scratch", "spot"}
+    assert all(0.0 <= v <= 1.0 for v in result["overall"].values())
