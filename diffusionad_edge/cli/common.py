@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -31,9 +32,12 @@ def open_dataset(data: Path | None, category: str | None) -> MVTecCategory:
         return MVTecCategory(data, category)
     root = builtin_root()
     name = category or BUILTIN_CATEGORY
-    if not (root / name / "train" / "good").is_dir():
+    if not (root / name).is_dir():
         console.print(f"generating the built-in dataset in {root} ...")
-        generate_dataset(root, category=name)
+        # Generate beside the final place and rename: an interrupted run leaves no half dataset.
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=root, prefix=".generating-") as tmp:
+            os.replace(generate_dataset(tmp, category=name), root / name)
     return MVTecCategory(root, name)
 
 

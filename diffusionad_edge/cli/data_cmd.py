@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..data.builtin import generate_dataset
+from ..data.builtin import KNOWN_CATEGORIES, generate_dataset
 from .common import console
 
 app = typer.Typer(help="Built-in data: generate a synthetic MVTec-layout dataset.", no_args_is_help=True)
@@ -15,7 +15,7 @@ app = typer.Typer(help="Built-in data: generate a synthetic MVTec-layout dataset
 @app.command("generate")
 def generate(
     out_dir: Path = typer.Argument(..., help="Folder to write <out_dir>/<category>/{train,test,ground_truth}."),
-    category: str = typer.Option("surface", help="Category name (folder name)."),
+    category: str = typer.Option("surface", help=f"Built-in category: {', '.join(KNOWN_CATEGORIES)}."),
     n_train: int = typer.Option(120, min=1, help="Normal training images."),
     n_test_good: int = typer.Option(20, min=0, help="Normal test images."),
     n_test_per_defect: int = typer.Option(12, min=0, help="Test images per defect type (scratch, spot, hole)."),

@@ -48,8 +48,7 @@ def demo(
     console.rule("1/3 data")
     n = dict(n_train=24, n_test_good=6, n_test_per_defect=4) if fast else dict(n_train=120, n_test_good=20, n_test_per_defect=12)
     data_root = out / "data"
-    if not (data_root / "surface" / "train" / "good").is_dir():
-        generate_dataset(data_root, category="surface", size=max(size, 64) if fast else 256, seed=seed, **n)
+    generate_dataset(data_root, category="surface", size=max(size, 64) if fast else 256, seed=seed, **n)
     dataset = MVTecCategory(data_root, "surface")
     console.print(f"built-in dataset: {len(dataset.train_images)} normal training images, {len(dataset.test_samples)} test images in {dataset.path}")
 

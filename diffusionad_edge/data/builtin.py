@@ -1,95 +1,72 @@
-"""A built-in synthetic dataset in MVTec layout, so that everything runs with no download.
+"""A built-in synthetic dataset in MVTec layout, so everything runs with no download.
 
-Category ``surface``: brushed-metal-like plates (fine horizontal grain, soft lighting gradient,
-sensor noise), with three defect types whose masks cover exactly the altered pixels:
-
-* ``scratch``: a thin bright or dark polyline;
-* ``spot``: an irregular discoloured blob;
-* ``hole``: a dark disc with a lighter rim.
+Categories: ``surface`` (brushed metal) and ``grid`` (wire mesh); defect types
+``scratch``, ``spot`` and ``hole`` (see :mod:`.defects`). The dataset is a pure
+function of its arguments: the same seed writes the same files.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .perlin import perlin_noise
+from diffusionad_edge.errors import ConfigError, DataError
 
-KNOWN_CATEGORIES = ("surface",)
-DEFECT_TYPES = ("scratch", "spot", "hole")
+from .defects import DEFECTS
+from .materials import MATERIALS, make_material
 
-
-def _surface(size: int, rng: np.random.Generator) -> np.ndarray:
-    """A normal plate: RGB uint8."""
-    grain = rng.normal(0, 1, (size, size + 64)).astype(np.float32)
-    grain = cv2.blur(grain, (41, 1))[:, 32 : 32 + size]  # streaks along x
-    grain = grain / (grain.std() + 1e-6)
-    light = perlin_noise((size, size), (2, 2), rng)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    angle = rng.uniform(0, 2 * np.pi)
-    gradient = np.cos(angle) * xx + np.sin(angle) * yy
-    base = 150 + 10 * grain + 14 * light + 18 * (gradient - 0.5) + rng.normal(0, 2.0, (size, size))
-    tint = np.array([1.0, 0.98, 0.93], np.float32)  # a slightly warm metal
-    return np.clip(base[..., None] * tint, 0, 255).astype(np.uint8)
+KNOWN_CATEGORIES = ("surface", "grid")
+DEFECT_TYPES = tuple(DEFECTS)
+MARKER = ".diffusionad_edge_builtin.json"  # proves a folder was written by this generator
+_LAYOUT_DIRS = ("train", "test", "ground_truth")
 
 
-def _scratch(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    size = img.shape[0]
-    mask = np.zeros(img.shape[:2], np.uint8)
-    n = int(rng.integers(2, 5))
-    start = rng.uniform(0.2, 0.8, 2) * size
-    direction = rng.uniform(0, 2 * np.pi)
-    points = [start]
-    for _ in range(n):
-        direction += rng.uniform(-0.5, 0.5)
-        step = rng.uniform(0.06, 0.15) * size
-        points.append(np.clip(points[-1] + step * np.array([np.cos(direction), np.sin(direction)]), 2, size - 3))
-    cv2.polylines(mask, [np.round(np.array(points)).astype(np.int32)], False, 1, thickness=int(rng.integers(2, 4)))
-    value = rng.choice([235.0, 60.0])
-    out = img.astype(np.float32)
-    out[mask > 0] = 0.25 * out[mask > 0] + 0.75 * value
-    return out.astype(np.uint8), mask
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
 
 
-def _spot(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    size = img.shape[0]
-    r = rng.uniform(0.04, 0.08) * size
-    c = rng.uniform(0.2, 0.8, 2) * size
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    dist = np.hypot(xx - c[0], yy - c[1]) / r
-    wobble = 0.35 * perlin_noise((size, size), (8, 8), rng)
-    mask = (dist + wobble < 1.0).astype(np.uint8)
-    colour = np.array(rng.choice([[90, 60, 40], [200, 170, 90], [70, 70, 80]]), np.float32)
-    out = img.astype(np.float32)
-    out[mask > 0] = 0.35 * out[mask > 0] + 0.65 * colour
-    return out.astype(np.uint8), mask
+def _write_png(path: Path, img: np.ndarray) -> None:
+    """Write an RGB or gray uint8 image; DataError naming the path on failure."""
+    data = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
+    ok, buf = cv2.imencode(".png", data)
+    if not ok:
+        raise DataError(f"cannot encode image for {path}")
+    try:
+        buf.tofile(str(path))  # also works for non-ASCII paths on Windows
+    except OSError as exc:
+        raise DataError(f"cannot write {path} ({exc.strerror or exc})") from exc
 
 
-def _hole(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    size = img.shape[0]
-    r = rng.uniform(0.025, 0.05) * size
-    c = rng.uniform(0.2, 0.8, 2) * size
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    dist = np.hypot(xx - c[0], yy - c[1])
-    rim = max(1.5, r * 0.3)
-    mask = (dist < r + rim).astype(np.uint8)
-    out = img.astype(np.float32)
-    out[dist < r] = 25 + 10 * (dist[dist < r] / r)[:, None]
-    ring = (dist >= r) & (dist < r + rim)
-    out[ring] = np.minimum(out[ring] + 55, 255)
-    return out.astype(np.uint8), mask
+def _prepare(root: Path, params: dict) -> None:
+    """Create ``root``; clear a previous generated dataset there, never anything else."""
+    if root.exists() and not root.is_dir():
+        raise DataError(f"output path exists and is not a folder: {root}")
+    if root.is_dir() and any(root.iterdir()):
+        if not (root / MARKER).is_file():
+            raise DataError(f"output folder is not empty and was not made by the built-in generator: {root}")
+        for name in _LAYOUT_DIRS:
+            shutil.rmtree(root / name, ignore_errors=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        # The marker goes first, so an interrupted run can still be cleared next time.
+        (root / MARKER).write_text(json.dumps(params, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise DataError(f"cannot create dataset folder {root} ({exc.strerror or exc})") from exc
 
 
-_DEFECTS = {"scratch": _scratch, "spot": _spot, "hole": _hole}
-
-
-def _write(path: Path, img: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
-    if not cv2.imwrite(str(path), bgr):
-        raise OSError(f"cannot write {path}")
+def _check_args(category: str, n_train: int, n_test_good: int, n_test_per_defect: int, size: int) -> None:
+    if category not in MATERIALS:
+        raise ConfigError(f"unknown built-in category {category!r} (known: {', '.join(KNOWN_CATEGORIES)})")
+    if n_train < 1 or n_test_good < 0 or n_test_per_defect < 0:
+        raise ConfigError(
+            f"need n_train >= 1 and non-negative test counts, got {n_train}, {n_test_good}, {n_test_per_defect}"
+        )
+    if size < 32:
+        raise ConfigError(f"built-in images must be at least 32 pixels, got {size}")
 
 
 def generate_dataset(
@@ -101,16 +78,43 @@ def generate_dataset(
     size: int = 256,
     seed: int = 0,
 ) -> Path:
-    """Write a synthetic MVTec-layout category to ``out_dir/category``; deterministic per seed."""
+    """Write a synthetic MVTec-layout category and return its folder ``out_dir/category``.
+
+    Writes ``train/good/000.png ...``, ``test/good/...``, ``test/<type>/000.png`` and
+    ``ground_truth/<type>/000_mask.png`` (255 on defect pixels) for the types in
+    DEFECT_TYPES. Deterministic for a given seed. A folder previously written by this
+    function is replaced; any other non-empty folder raises DataError.
+    """
+    _check_args(category, n_train, n_test_good, n_test_per_defect, size)
     root = Path(out_dir) / category
-    rng = np.random.default_rng(seed)
-    for i in range(n_train):
-        _write(root / "train" / "good" / f"{i:03d}.png", _surface(size, rng))
-    for i in range(n_test_good):
-        _write(root / "test" / "good" / f"{i:03d}.png", _surface(size, rng))
-    for defect, draw in _DEFECTS.items():
+    params = dict(category=category, n_train=n_train, n_test_good=n_test_good,
+                  n_test_per_defect=n_test_per_defect, size=size, seed=seed)
+    _prepare(root, params)
+
+    cat_id = KNOWN_CATEGORIES.index(category)
+    material = make_material(np.random.default_rng([seed, cat_id]))
+    draw_normal = MATERIALS[category]
+
+    def normal(split: int, i: int) -> tuple[np.ndarray, np.random.Generator]:
+        # One generator per image, keyed by (split, index): changing a count does
+        # not change the other images.
+        rng = np.random.default_rng([seed, cat_id, split, i])
+        return draw_normal(size, material, rng), rng
+
+    jobs = [("train", "good", 0, n_train), ("test", "good", 1, n_test_good)]
+    for split, folder, code, count in jobs:
+        out = root / split / folder
+        out.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            _write_png(out / f"{i:03d}.png", _to_uint8(normal(code, i)[0]))
+
+    for k, (defect, draw) in enumerate(DEFECTS.items()):
+        img_dir, gt_dir = root / "test" / defect, root / "ground_truth" / defect
+        img_dir.mkdir(parents=True, exist_ok=True)
+        gt_dir.mkdir(parents=True, exist_ok=True)
         for i in range(n_test_per_defect):
-            img, mask = draw(_surface(size, rng), rng)
-            _write(root / "test" / defect / f"{i:03d}.png", img)
-            _write(root / "ground_truth" / defect / f"{i:03d}_mask.png", mask * 255)
+            img, rng = normal(2 + k, i)
+            bad, mask = draw(img, rng)
+            _write_png(img_dir / f"{i:03d}.png", _to_uint8(bad))
+            _write_png(gt_dir / f"{i:03d}_mask.png", mask.astype(np.uint8) * 255)
     return root

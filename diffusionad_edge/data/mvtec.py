@@ -1,12 +1,13 @@
-"""Reader for MVTec-AD-layout folders.
+"""Reader for datasets in the MVTec-AD folder layout.
 
-```
-<category>/train/good/*.png
-<category>/test/good/*.png
-<category>/test/<defect>/<id>.png
-<category>/ground_truth/<defect>/<id>_mask.png
-```
-Images may be grayscale and of any size; they are converted and resized by :mod:`.preprocess`.
+One category looks like::
+
+    <category>/train/good/*.png                      normal training images
+    <category>/test/good/*.png                       normal test images
+    <category>/test/<type>/<id>.png                  defective test images
+    <category>/ground_truth/<type>/<id>_mask.png     their masks (255 = defect)
+
+Images may be grayscale, 16-bit or of any size; :mod:`.preprocess` converts them.
 """
 
 from __future__ import annotations
@@ -16,90 +17,165 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from .preprocess import IMAGE_EXTENSIONS, preprocess, read_image, read_mask
+from diffusionad_edge.errors import ConfigError, DataError
 
-LAYOUT_HINT = "expected train/good/, test/<type>/ and ground_truth/<type>/<id>_mask.png"
+from .preprocess import IMAGE_EXTENSIONS, is_image_file, preprocess, read_image, read_mask, resize_mask
+
+GOOD = "good"
+LAYOUT_HINT = (
+    "expected an MVTec-style layout: <category>/train/good/*.png, "
+    "<category>/test/<type>/*.png, <category>/ground_truth/<type>/<id>_mask.png"
+)
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted; other files are ignored."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """Image files directly inside ``folder``, sorted by name; other files are ignored."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if is_image_file(p))
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    """Visible sub-folders of ``folder``, sorted by name."""
+    return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _category_candidates(folder: Path) -> list[str]:
+    """Names of sub-folders of ``folder`` that look like categories (they have train/good)."""
+    try:
+        return [d.name for d in _subdirs(folder) if (d / "train" / GOOD).is_dir()]
+    except OSError:
+        return []
 
 
 @dataclass(frozen=True)
 class TestSample:
+    """One test image, its defect type ("good" for normal) and its mask (None for good)."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
     image_path: Path
     defect_type: str
-    mask_path: Path | None  # None for good images
+    mask_path: Path | None
 
     @property
     def is_anomalous(self) -> bool:
-        return self.defect_type != "good"
+        """True for any defect type other than "good"."""
+        return self.defect_type != GOOD
 
 
 class MVTecCategory:
-    """One category of an MVTec-layout dataset; validates the layout on construction."""
+    """One category of an MVTec-layout dataset, validated on construction.
+
+    ``MVTecCategory(root, "bottle")`` reads ``root/bottle``; ``MVTecCategory(folder)``
+    reads ``folder`` itself as the category. Raises DataError when the folder, the
+    training images or a defect mask is missing.
+
+    Attributes: ``path``, ``name``, ``train_images`` (sorted), ``test_samples``
+    (sorted by path; may be empty), ``defect_types`` (sorted, without "good").
+    """
 
     def __init__(self, root: str | Path, category: str | None = None):
         root = Path(root)
         self.path = root / category if category else root
         if not self.path.is_dir():
-            raise DataError(f"dataset folder not found: {self.path}")
-        train_dir = self.path / "train" / "good"
-        if not train_dir.is_dir() or not list_images(train_dir):
             hint = ""
-            subdirs = sorted(d.name for d in self.path.iterdir() if d.is_dir() and (d / "train" / "good").is_dir())
-            if subdirs:
-                hint = f"; did you mean --category {subdirs[0]}? (categories here: {', '.join(subdirs)})"
-            raise DataError(f"no images in {train_dir} ({LAYOUT_HINT}){hint}")
-        self.name = self.path.name
-        self.train_images = list_images(train_dir)
-        self.test_samples = self._scan_test()
-        self.defect_types = sorted({s.defect_type for s in self.test_samples} - {"good"})
+            if category and root.is_dir():
+                found = _category_candidates(root)
+                if found:
+                    hint = f" (categories in {root}: {', '.join(found)})"
+            raise DataError(f"dataset folder not found: {self.path}{hint}")
+        self.name = self.path.resolve().name
+        train_dir = self.path / "train" / GOOD
+        self.train_images: list[Path] = list_images(train_dir)
+        if not self.train_images:
+            raise DataError(self._no_train_message(train_dir))
+        self.test_samples: list[TestSample] = self._scan_test()
+        self.defect_types: list[str] = sorted({s.defect_type for s in self.test_samples if s.is_anomalous})
 
     @property
     def has_test(self) -> bool:
+        """True when the category has at least one test image."""
         return bool(self.test_samples)
+
+    def __repr__(self) -> str:
+        return (
+            f"MVTecCategory({str(self.path)!r}: {len(self.train_images)} train, "
+            f"{len(self.test_samples)} test, defects={self.defect_types})"
+        )
+
+    def _no_train_message(self, train_dir: Path) -> str:
+        what = "no training images in" if train_dir.is_dir() else "missing folder"
+        msg = f"{what} {train_dir}; {LAYOUT_HINT}"
+        # The most common mistake is pointing at the dataset root instead of a category.
+        found = _category_candidates(self.path)
+        if found:
+            others = f" (categories here: {', '.join(found)})" if len(found) > 1 else ""
+            msg += f"; did you mean --category {found[0]}{others}?"
+        return msg
 
     def _scan_test(self) -> list[TestSample]:
         test_dir = self.path / "test"
         if not test_dir.is_dir():
             return []
         samples = []
-        for type_dir in sorted(d for d in test_dir.iterdir() if d.is_dir()):
-            for img in list_images(type_dir):
-                mask = None if type_dir.name == "good" else self._find_mask(type_dir.name, img)
-                samples.append(TestSample(img, type_dir.name, mask))
-        return samples
+        for type_dir in _subdirs(test_dir):
+            defect = type_dir.name
+            for image in list_images(type_dir):
+                mask = None if defect == GOOD else self._find_mask(defect, image)
+                samples.append(TestSample(image, defect, mask))
+        return sorted(samples, key=lambda s: s.image_path)
 
     def _find_mask(self, defect: str, image: Path) -> Path:
-        gt = self.path / "ground_truth" / defect
-        candidates = [gt / f"{image.stem}_mask.png", gt / f"{image.stem}.png"]
-        candidates += [gt / f"{image.stem}_mask{ext}" for ext in IMAGE_EXTENSIONS]
-        for c in candidates:
-            if c.is_file():
-                return c
-        raise DataError(f"no mask for test image {image}: expected {candidates[0]}")
+        gt_dir = self.path / "ground_truth" / defect
+        expected = gt_dir / f"{image.stem}_mask.png"
+        # MVTec uses <id>_mask.png; other exports keep the image's extension or drop "_mask".
+        candidates = [expected]
+        candidates += [gt_dir / f"{image.stem}_mask{ext}" for ext in IMAGE_EXTENSIONS]
+        candidates += [gt_dir / f"{image.stem}{ext}" for ext in IMAGE_EXTENSIONS]
+        for cand in candidates:
+            if cand.is_file():
+                return cand
+        raise DataError(f"missing mask for test image {image}: expected {expected}")
 
 
 def load_test_sample(sample: TestSample, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Preprocessed image (3, size, size) and mask (size, size) in {0, 1} (zeros for good images)."""
+    """Read one test sample as (image float32 (3, size, size), mask float32 (size, size)).
+
+    The mask is zeros for good images. Raises DataError if the mask's original size
+    differs from the image's.
+    """
     img = read_image(sample.image_path)
+    x = preprocess(img, size)
     if sample.mask_path is None:
-        return preprocess(img, size), np.zeros((size, size), np.float32)
-    mask = read_mask(sample.mask_path, size, expected_hw=img.shape[:2])
-    return preprocess(img, size), mask
+        return x, np.zeros((size, size), np.float32)
+    mask = read_mask(sample.mask_path)
+    if mask.shape != img.shape[:2]:
+        raise DataError(
+            f"mask size {mask.shape[0]}x{mask.shape[1]} differs from image size "
+            f"{img.shape[0]}x{img.shape[1]}: {sample.mask_path} (image: {sample.image_path})"
+        )
+    return x, resize_mask(mask, size)
 
 
 def split_train_val(paths: list[Path], val_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
-    """Seeded split of normal images into (train, held-out validation); train is never empty."""
+    """Seeded, deterministic split of normal images into (train, validation).
+
+    Validation gets round(n * val_fraction) images, at least 1 when val_fraction > 0
+    and n >= 2; train is never empty. Both lists keep the input order.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"validation fraction must lie in [0, 1), got {val_fraction}")
     paths = list(paths)
-    if val_fraction <= 0 or len(paths) < 2:
-        return paths, []
-    n_val = min(max(1, round(len(paths) * val_fraction)), len(paths) - 1)
-    order = np.random.default_rng(seed).permutation(len(paths))
-    val_idx = set(order[:n_val].tolist())
-    train = [p for i, p in enumerate(paths) if i not in val_idx]
-    val = [p for i, p in enumerate(paths) if i in val_idx]
+    n = len(paths)
+    if n == 0:
+        raise DataError("no images to split into train and validation")
+    n_val = round(n * val_fraction)
+    if val_fraction > 0 and n >= 2:
+        n_val = max(1, n_val)
+    n_val = min(n_val, n - 1)  # training needs at least one image
+    # A generator of its own, so the split does not depend on any global RNG state.
+    chosen = set(np.random.default_rng(seed).permutation(n)[:n_val].tolist())
+    train = [p for i, p in enumerate(paths) if i not in chosen]
+    val = [p for i, p in enumerate(paths) if i in chosen]
     return train, val

@@ -66,7 +66,9 @@ def _to_uint8(frame: np.ndarray) -> np.ndarray:
     if frame.dtype == np.uint8:
         return frame
     if frame.dtype == np.uint16:
-        # 65535 / 257 = 255 exactly, so full scale maps to full scale.
+        # Fixed scaling (65535 / 257 = 255), never per-image stretching: every image of
+        # a dataset must map to the same gray levels. 12-bit data in a 16-bit file
+        # therefore comes out dark, consistently.
         return np.round(frame.astype(np.float32) / 257.0).astype(np.uint8)
     if frame.dtype == np.bool_:
         return frame.astype(np.uint8) * 255
@@ -101,8 +103,8 @@ def to_rgb(frame: np.ndarray, bgr: bool = True) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def _resize_hw(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize to height x width with the interpolation rule of resize_image."""
+def resize_to(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize to height x width (INTER_AREA if no axis grows, else INTER_LINEAR)."""
     h, w = img.shape[:2]
     if (h, w) == (height, width):
         return img.copy()
@@ -123,7 +125,7 @@ def resize_image(img: np.ndarray, size: int) -> np.ndarray:
     """
     if int(size) != size or size < 1:
         raise DataError(f"image size must be a positive integer, got {size!r}")
-    return _resize_hw(img, int(size), int(size))
+    return resize_to(img, int(size), int(size))
 
 
 def to_chw_float(img_uint8: np.ndarray) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Export: the fixed-timestep detector graph, ONNX/OpenVINO artifacts, bundles and their checks."""

@@ -1,0 +1,1 @@
+"""Declarative target profiles (TOML), installed as package data ``diffusionad_edge.targets``."""
