@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +42,24 @@ def open_dataset(data: Path | None, category: str | None) -> MVTecCategory:
     return MVTecCategory(root, name)
 
 
+class _LoggedProgress(Progress):
+    """A progress bar that, when stderr is not a terminal (CI, nohup, a log file), also prints a
+    plain line every ``interval`` seconds: rich alone would print nothing until the end."""
+
+    interval = 15.0
+
+    def update(self, task_id, **kwargs) -> None:  # type: ignore[override]
+        super().update(task_id, **kwargs)
+        if self.console.is_terminal:
+            return
+        now = time.monotonic()
+        task = self._tasks[task_id]
+        if now - getattr(self, "_last_log", 0.0) >= self.interval or task.finished:
+            self._last_log = now
+            info = task.fields.get("info", "")
+            self.console.print(f"{task.description}: {task.completed:g}/{task.total:g} {info}", soft_wrap=True)
+
+
 @contextmanager
 def progress_bar(description: str, total: int, extra: bool = True) -> Iterator[Progress]:
     """A rich progress bar on stderr with an optional free-text field ``info``."""
@@ -48,6 +67,6 @@ def progress_bar(description: str, total: int, extra: bool = True) -> Iterator[P
     if extra:
         columns.append(TextColumn("{task.fields[info]}"))
     columns += [TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as progress:
+    with _LoggedProgress(*columns, console=console, transient=False) as progress:
         progress.add_task(description, total=total, info="")
         yield progress

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from ..evaluate.evaluator import evaluate, torch_predict_fn
+from ..evaluate.metrics import nan_to_none as _nan_to_none
 from ..models.detector import MODES
 from ..train.checkpoint import atomic_write, load_model
 from ..train.trainer import resolve_device
@@ -50,15 +51,6 @@ def evaluate_cmd(
         text = json.dumps(_nan_to_none(result.to_dict()), indent=2)
         atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
         console.print(f"results written to {json_out}")
-
-
-def _nan_to_none(value):
-    """Strict JSON has no NaN (a metric is NaN when a class is absent): write null instead."""
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def _fmt(v: float) -> str:

@@ -7,11 +7,12 @@ non-zero exit code; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
 from ..errors import DaeError
-from . import data_cmd, demo_cmd, eval_cmd, info_cmd, train_cmd
+from . import data_cmd, demo_cmd, eval_cmd, export_cmd, info_cmd, train_cmd
 
 app = typer.Typer(
     name="dae",
@@ -23,11 +24,19 @@ app = typer.Typer(
 app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.evaluate_cmd)
 app.command("info")(info_cmd.info)
+app.command("export")(export_cmd.export)
+app.command("targets")(export_cmd.targets)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(data_cmd.app, name="data")
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main() -> None:
+    # Library warnings (ours and our dependencies') as one line each, not source excerpts.
+    warnings.formatwarning = _one_line_warning
     try:
         app()
     except DaeError as exc:

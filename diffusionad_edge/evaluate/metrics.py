@@ -98,3 +98,14 @@ def all_metrics(image_labels: np.ndarray, image_scores: np.ndarray, masks: np.nd
         "pixel_ap": pixel_ap(masks, maps),
         "aupro": aupro(masks, maps),
     }
+
+
+def nan_to_none(value):
+    """Strict JSON has no NaN (a metric is NaN when a class is absent): use null instead, recursively."""
+    if isinstance(value, dict):
+        return {k: nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [nan_to_none(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

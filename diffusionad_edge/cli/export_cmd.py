@@ -1,0 +1,91 @@
+"""``dae export`` and ``dae targets``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..export.pipeline import DEFAULT_MAX_DROP, ExportOptions, export_bundle
+from ..export.targets import list_targets
+from .common import console, out
+
+
+def targets(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the built-in target profiles (a .toml file of your own works wherever a target is asked)."""
+    profiles = list_targets()
+    if as_json:
+        out.print_json(json.dumps([p.to_dict() for p in profiles]))
+        return
+    table = Table(title="target profiles")
+    for col in ("name", "backend", "device", "default", "precisions", "input", "description"):
+        table.add_column(col)
+    for p in profiles:
+        table.add_row(p.name, p.backend, p.device, p.precision, ", ".join(p.precisions), str(p.input_size), p.description)
+    out.print(table)
+
+
+def export(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `dae train`."),
+    target: str = typer.Option(..., "--target", "-t", help="Target profile name (see `dae targets`) or a .toml profile file."),
+    precision: Optional[str] = typer.Option(None, help="fp32, fp16 or int8 (default: the profile's)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Bundle folder (default: exports/<checkpoint>-<target>-<precision>)."),
+    input_size: Optional[int] = typer.Option(None, help="Override the profile's fixed input size."),
+    calibration: Optional[Path] = typer.Option(None, help="Calibration manifest (JSON, see calibration/README.md). Default: a seeded subset of the training normals."),
+    calibration_count: int = typer.Option(64, min=1, help="Images in the default calibration set."),
+    eval_data: Optional[Path] = typer.Option(None, help="MVTec-layout folder whose test split measures accuracy against FP32."),
+    eval_category: Optional[str] = typer.Option(None, help="Category under --eval-data."),
+    eval_limit: Optional[int] = typer.Option(None, min=1, help="Use at most N evaluation images."),
+    max_drop: float = typer.Option(DEFAULT_MAX_DROP, min=0.0, help="Largest image-AUROC drop against FP32 a reduced precision may cause."),
+    accuracy_aware: bool = typer.Option(False, help="OpenVINO INT8: NNCF accuracy-controlled quantization within --max-drop (needs --eval-data)."),
+    keep_failed: bool = typer.Option(False, help="Write the bundle even when a check fails (marked as failed)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing bundle folder."),
+) -> None:
+    """Export a checkpoint to a checked artifact bundle for a target (ONNX Runtime, OpenVINO, TensorRT)."""
+    if out_dir is None:
+        out_dir = Path("exports") / f"{checkpoint.stem}-{target.replace('.toml', '').split('/')[-1]}-{precision or 'default'}"
+    opts = ExportOptions(
+        checkpoint=checkpoint, target=target, out_dir=out_dir, precision=precision, input_size=input_size,
+        calibration=calibration, calibration_count=calibration_count, eval_data=eval_data, eval_category=eval_category,
+        eval_limit=eval_limit, max_drop=max_drop, accuracy_aware=accuracy_aware, keep_failed=keep_failed, overwrite=overwrite,
+    )
+    result = export_bundle(opts, log=lambda msg: console.print(msg))
+    print_report(result.metadata)
+    console.print(f"bundle: {result.bundle}" + ("" if result.passed else " [red](checks FAILED, kept on request)"))
+    if not result.passed:
+        raise typer.Exit(3)
+
+
+def _f(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else (f"{v:.2e}" if abs(v) < 1e-2 and v != 0 else f"{v:.4f}")
+
+
+def print_report(meta: dict) -> None:
+    """The short export report: parity, thresholds, accuracy deltas."""
+    c = meta["checks"]
+    table = Table(title=f"export check: {meta['target']['name']} {meta['precision']} (runs as {c.get('runtime_precision')})")
+    table.add_column("check")
+    table.add_column("map max |err|", justify="right")
+    table.add_column("score max |err|", justify="right")
+    table.add_column("decisions agree", justify="right")
+    for key, label in (("fp32_onnx_vs_pytorch", "FP32 ONNX vs PyTorch"), ("artifact_vs_pytorch", f"{meta['precision']} artifact vs PyTorch")):
+        r = c[key]
+        table.add_row(label, _f(r["map_max_abs_error"]), _f(r["score_max_abs_error"]), f"{100 * r.get('decision_agreement', float('nan')):.1f} %")
+    out.print(table)
+    thr = meta["thresholds"]
+    out.print(f"thresholds (from {thr['source']}): image {thr['image']:.4f}, pixel {thr['pixel']:.4f}")
+    acc = c.get("accuracy")
+    if acc:
+        t = Table(title=f"accuracy on {acc['dataset']}")
+        t.add_column("metric")
+        t.add_column("FP32", justify="right")
+        t.add_column(meta["precision"], justify="right")
+        t.add_column("delta", justify="right")
+        for k in acc["fp32"]:
+            t.add_row(k, _f(acc["fp32"][k]), _f(acc["artifact"][k]), _f(acc["delta"][k]))
+        out.print(t)
+    out.print("checks: " + ("[green]passed" if c["passed"] else "[red]FAILED: " + "; ".join(c["failures"])))

@@ -1,0 +1,50 @@
+"""The TensorRT engine-build plan stored in a bundle, and the equivalent ``trtexec`` line.
+
+Engines are not portable, so the workstation exports a TensorRT-ready ONNX (FP32 weights built
+with the FP16 flag, or a Q/DQ INT8 ONNX for explicit quantization) and this plan; the device builds
+the engine from them (TensorRT 10 / JetPack 6).
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from .targets import TargetProfile
+
+
+def build_plan(profile: TargetProfile, precision: str, onnx_name: str, batch: int, size: int) -> dict[str, Any]:
+    o = profile.options
+    plan: dict[str, Any] = {
+        "onnx": onnx_name,
+        "precision": precision,
+        # Q/DQ INT8 is explicit quantization: the FP16 flag lets the non-quantized layers run in FP16.
+        "builder_flags": {"fp32": [], "fp16": ["FP16"], "int8": ["FP16", "INT8"]}[precision],
+        "explicit_quantization": precision == "int8",
+        "workspace_mib": int(o.get("workspace_mib", 2048)),
+        "builder_optimization_level": int(o.get("builder_optimization_level", 3)),
+        "timing_cache": str(o.get("timing_cache", "timing.cache")),
+        "input_shape": [batch, 3, size, size],
+        "dla_core": o.get("dla_core"),
+        "gpu_fallback": bool(o.get("gpu_fallback", False)) if o.get("dla_core") is not None else None,
+        "cuda_graph": bool(o.get("cuda_graph", False)),
+        "engine_name": "model.trt{trt_version}.{gpu}.engine",
+    }
+    plan["trtexec"] = trtexec_command(plan)
+    return plan
+
+
+def trtexec_command(plan: dict[str, Any], engine: str = "model.engine") -> str:
+    """The ``trtexec`` command line that builds the same engine by hand."""
+    args = [
+        "trtexec", f"--onnx={plan['onnx']}", f"--saveEngine={engine}",
+        f"--memPoolSize=workspace:{plan['workspace_mib']}M",
+        f"--builderOptimizationLevel={plan['builder_optimization_level']}",
+        f"--timingCacheFile={plan['timing_cache']}",
+    ]
+    args += ["--" + flag.lower() for flag in plan["builder_flags"]]
+    if plan.get("dla_core") is not None:
+        args.append(f"--useDLACore={plan['dla_core']}")
+        if plan.get("gpu_fallback"):
+            args.append("--allowGPUFallback")
+    return " ".join(shlex.quote(a) for a in args)
