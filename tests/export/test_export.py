@@ -1,0 +1,114 @@
+"""Real exports of the tiny model: real ONNX Runtime and OpenVINO sessions, real files."""
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from diffusionad_edge.data.preprocess import read_image
+from diffusionad_edge.export.bundle import BundleError, load_artifact
+from diffusionad_edge.export.pipeline import ExportCheckFailed, ExportOptions, export_bundle
+from diffusionad_edge.runtime.runners import TorchRunner
+from diffusionad_edge.train.checkpoint import load_model
+
+
+def _export(ckpt, out, target, precision, **kw):
+    return export_bundle(ExportOptions(checkpoint=ckpt, target=target, out_dir=out, precision=precision, input_size=64, calibration_count=8, **kw), log=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def ort_fp32(tiny_checkpoint, tmp_path_factory):
+    return _export(tiny_checkpoint, tmp_path_factory.mktemp("b") / "ort32", "onnxruntime-cpu", "fp32")
+
+
+@pytest.fixture(scope="module")
+def ort_int8(tiny_checkpoint, tiny_dataset, tmp_path_factory):
+    return _export(tiny_checkpoint, tmp_path_factory.mktemp("b") / "ort8", "onnxruntime-cpu", "int8",
+                   eval_data=tiny_dataset.path, max_drop=1.0)
+
+
+def test_fp32_bundle_metadata_and_parity(ort_fp32, tiny_checkpoint, tiny_dataset):
+    meta = json.loads((ort_fp32.bundle / "metadata.json").read_text())
+    for key in ("versions", "preset", "model_config", "inference", "input", "target", "precision", "files", "thresholds", "checks"):
+        assert key in meta
+    assert meta["inference"]["t_s"] == 200 and meta["inference"]["t_b"] == 400
+    assert meta["checks"]["passed"] and meta["checks"]["fp32_onnx_vs_pytorch"]["map_max_abs_error"] < 1e-4
+    assert set(meta["files"]) == {"model.onnx"}
+    assert not list(ort_fp32.bundle.parent.glob(".*partial*"))
+    # the Python API: same scores as PyTorch on real test images
+    model, _ = load_model(tiny_checkpoint)
+    paths = [s.image_path for s in tiny_dataset.test_samples[:4]]
+    with load_artifact(ort_fp32.bundle) as art:
+        results = [art.predict(p) for p in paths]
+        batch = np.stack([art.preprocess(p) for p in paths])
+    torch_scores = TorchRunner(model).infer(batch).score
+    assert np.allclose([r.score for r in results], torch_scores, atol=1e-4)
+    r = results[0]
+    assert r.anomaly_map.shape == (64, 64) and r.defect_mask.dtype == bool
+    assert r.is_anomalous == (r.score >= meta["thresholds"]["image"])
+    # BGR frames from a camera go through the same path
+    with load_artifact(ort_fp32.bundle) as art:
+        rgb = read_image(paths[0])
+        assert art.predict(rgb[..., ::-1].copy(), bgr=True).score == pytest.approx(results[0].score, abs=1e-6)
+
+
+def test_int8_qdq_graph_tracks_fp32(ort_int8, ort_fp32, tiny_dataset):
+    proto = onnx.load(str(ort_int8.bundle / "model.onnx"))
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert convs
+    for conv in convs:  # activation and weight of every conv come through DequantizeLinear
+        assert producers[conv.input[0]].op_type == "DequantizeLinear"
+        assert producers[conv.input[1]].op_type == "DequantizeLinear"
+    checks = ort_int8.metadata["checks"]
+    assert checks["accuracy"]["delta"].keys() == {"image_auroc", "pixel_auroc", "pixel_ap", "aupro"}
+    assert ort_int8.metadata["calibration"]["count"] == 8
+    # Stated tolerance on the tiny preset: scores within 0.02, maps within 0.1 of FP32.
+    paths = [s.image_path for s in tiny_dataset.test_samples]
+    with load_artifact(ort_fp32.bundle) as a32, load_artifact(ort_int8.bundle) as a8:
+        batch = np.stack([a32.preprocess(p) for p in paths])
+        p32, p8 = a32.runner.infer(batch), a8.runner.infer(batch)
+    assert np.abs(p32.score - p8.score).max() < 0.02
+    assert np.abs(p32.anomaly_map - p8.anomaly_map).max() < 0.1
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_openvino_precisions(tiny_checkpoint, tmp_path, precision):
+    res = _export(tiny_checkpoint, tmp_path / precision, "openvino-cpu", precision)
+    assert {"model.xml", "model.bin"} == set(res.metadata["files"])
+    assert res.metadata["checks"]["runtime_precision"] in ("fp32", "bf16", "fp16", "int8")
+    if precision == "fp32":
+        assert res.metadata["runtime_options"]["config"]["INFERENCE_PRECISION_HINT"] == "f32"
+        assert res.metadata["checks"]["artifact_vs_pytorch"]["map_max_abs_error"] < 1e-3
+    with load_artifact(res.bundle) as art:
+        assert 0.0 <= art.predict(np.zeros((50, 70, 3), np.uint8)).score <= 1.0
+
+
+def test_tampered_or_incomplete_bundle_refused(ort_fp32, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(ort_fp32.bundle, copy)
+    with open(copy / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        load_artifact(copy)
+    (copy / "model.onnx").unlink()
+    with pytest.raises(BundleError, match="bundle file missing"):
+        load_artifact(copy)
+    (copy / "metadata.json").write_text("{")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_artifact(copy)
+    with pytest.raises(BundleError, match="bundle folder not found"):
+        load_artifact(tmp_path / "nothing")
+
+
+def test_failed_check_leaves_nothing_unless_kept(tiny_checkpoint, tiny_dataset, tmp_path):
+    # An impossible accuracy bound (-1) must fail the INT8 export.
+    opts = dict(eval_data=tiny_dataset.path, max_drop=-1.0)
+    with pytest.raises(ExportCheckFailed, match="image AUROC drop"):
+        _export(tiny_checkpoint, tmp_path / "fail", "onnxruntime-cpu", "int8", **opts)
+    assert not (tmp_path / "fail").exists() and not list(tmp_path.glob(".*"))
+    kept = _export(tiny_checkpoint, tmp_path / "kept", "onnxruntime-cpu", "int8", keep_failed=True, **opts)
+    assert not kept.passed and not kept.metadata["checks"]["passed"]
+    assert (tmp_path / "kept" / "metadata.json").is_file()
