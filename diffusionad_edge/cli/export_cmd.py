@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..export.pipeline import DEFAULT_MAX_DROP, ExportOptions, export_bundle
 from ..export.targets import list_targets
+from ..errors import ConfigError
 from .common import console, out
 
 
@@ -30,8 +31,8 @@ def targets(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
 
 
 def export(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `dae train`."),
-    target: str = typer.Option(..., "--target", "-t", help="Target profile name (see `dae targets`) or a .toml profile file."),
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `dae train` (or, with --build-engine, a TensorRT bundle folder)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target profile name (see `dae targets`) or a .toml profile file."),
     precision: Optional[str] = typer.Option(None, help="fp32, fp16 or int8 (default: the profile's)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Bundle folder (default: exports/<checkpoint>-<target>-<precision>)."),
     input_size: Optional[int] = typer.Option(None, help="Override the profile's fixed input size."),
@@ -44,8 +45,14 @@ def export(
     accuracy_aware: bool = typer.Option(False, help="OpenVINO INT8: NNCF accuracy-controlled quantization within --max-drop (needs --eval-data)."),
     keep_failed: bool = typer.Option(False, help="Write the bundle even when a check fails (marked as failed)."),
     overwrite: bool = typer.Option(False, help="Replace an existing bundle folder."),
+    build_engine: bool = typer.Option(False, "--build-engine", help="On the device: build the TensorRT engine of a jetson-* bundle (given as the first argument)."),
 ) -> None:
     """Export a checkpoint to a checked artifact bundle for a target (ONNX Runtime, OpenVINO, TensorRT)."""
+    if build_engine:
+        _build_engine(checkpoint)
+        return
+    if target is None:
+        raise ConfigError("--target is required (see `dae targets`)")
     if out_dir is None:
         out_dir = Path("exports") / f"{checkpoint.stem}-{target.replace('.toml', '').split('/')[-1]}-{precision or 'default'}"
     opts = ExportOptions(
@@ -58,6 +65,18 @@ def export(
     console.print(f"bundle: {result.bundle}" + ("" if result.passed else " [red](checks FAILED, kept on request)"))
     if not result.passed:
         raise typer.Exit(3)
+
+
+def _build_engine(bundle: Path) -> None:
+    from ..export.bundle import read_metadata, verify_files
+    from ..runtime.tensorrt_engine import build_engine
+
+    meta = read_metadata(bundle)
+    if meta["backend"] != "tensorrt":
+        raise ConfigError(f"{bundle} is a {meta['backend']} bundle; --build-engine is for TensorRT (jetson-*) bundles")
+    verify_files(bundle, meta)
+    engine = build_engine(bundle, meta["tensorrt"], log=lambda m: console.print(m))
+    console.print(f"engine: {engine}")
 
 
 def _f(v) -> str:

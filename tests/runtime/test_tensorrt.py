@@ -1,0 +1,125 @@
+"""TensorRT path: everything before the engine build runs here; the build/run test needs a GPU."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffusionad_edge.errors import MissingDependencyError
+from diffusionad_edge.export.bundle import load_artifact
+from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
+from diffusionad_edge.runtime.tensorrt_engine import EngineMismatchError, build_engine, engine_filename, find_engine
+
+from .stubfix import fixed_stub_copy
+
+ROOT = Path(__file__).resolve().parents[2]
+TRT_MODULES = [ROOT / "diffusionad_edge/runtime/tensorrt_engine.py", ROOT / "diffusionad_edge/runtime/tensorrt_runner.py"]
+
+
+def _real_tensorrt() -> bool:
+    try:
+        import tensorrt
+
+        return hasattr(tensorrt, "Builder")
+    except ImportError:
+        return False
+
+
+def _stub_site() -> Path | None:
+    for entry in sys.path:
+        if (Path(entry) / "tensorrt" / "__init__.pyi").is_file():
+            return Path(entry)
+    return None
+
+
+@pytest.fixture(scope="module")
+def trt_bundles(tiny_checkpoint, tmp_path_factory):
+    root = tmp_path_factory.mktemp("trt")
+    out = {}
+    for target, precision in (("jetson-orin", "fp16"), ("jetson-orin-dla", "int8"), ("jetson-orin-nano", "int8")):
+        out[(target, precision)] = export_bundle(ExportOptions(
+            checkpoint=tiny_checkpoint, target=target, precision=precision, out_dir=root / f"{target}-{precision}",
+            input_size=64, calibration_count=8), log=lambda m: None)
+    return out
+
+
+def test_build_plan_and_trtexec_follow_the_profile(trt_bundles):
+    fp16 = trt_bundles[("jetson-orin", "fp16")].metadata["tensorrt"]
+    assert fp16["builder_flags"] == ["FP16"] and not fp16["explicit_quantization"]
+    assert fp16["dla_core"] is None and "--useDLACore" not in fp16["trtexec"]
+    assert "--fp16" in fp16["trtexec"] and "--memPoolSize=workspace:4096M" in fp16["trtexec"]
+    dla = trt_bundles[("jetson-orin-dla", "int8")].metadata["tensorrt"]
+    assert dla["dla_core"] == 0 and "--useDLACore=0 --allowGPUFallback" in dla["trtexec"] and "--int8" in dla["trtexec"]
+    nano = trt_bundles[("jetson-orin-nano", "int8")].metadata["tensorrt"]
+    assert nano["workspace_mib"] == 1024 and "--useDLACore" not in nano["trtexec"] and nano["explicit_quantization"]
+    for b in trt_bundles.values():  # the ONNX the device builds from was checked here in onnxruntime
+        assert b.metadata["checks"]["passed"] and "onnxruntime" in b.metadata["checks"]["artifact_runs_as"]
+
+
+def test_engine_fingerprint_refuses_mismatch(tmp_path):
+    name = engine_filename("10.3.0", "Orin (nvgpu)")
+    assert name == "model.trt10.3.0.orin-nvgpu.engine"
+    with pytest.raises(EngineMismatchError, match="--build-engine"):
+        find_engine(tmp_path, "10.3.0", "Orin (nvgpu)")
+    (tmp_path / name).write_bytes(b"engine")
+    (tmp_path / "engine.json").write_text(json.dumps({"tensorrt": "10.3.0", "gpu": "Orin (nvgpu)"}))
+    assert find_engine(tmp_path, "10.3.0", "Orin (nvgpu)") == tmp_path / name
+    with pytest.raises(EngineMismatchError, match=r"built for TensorRT 10.3.0 on Orin \(nvgpu\).*TensorRT 10.7.0 on Orin.*rebuild"):
+        find_engine(tmp_path, "10.7.0", "Orin (nvgpu)")
+    with pytest.raises(EngineMismatchError, match="RTX 4090"):
+        find_engine(tmp_path, "10.3.0", "NVIDIA GeForce RTX 4090")
+
+
+@pytest.mark.skipif(_real_tensorrt(), reason="checks the behaviour without TensorRT")
+def test_without_tensorrt_one_clear_line(trt_bundles):
+    bundle = trt_bundles[("jetson-orin", "fp16")].bundle
+    with pytest.raises(MissingDependencyError, match="JetPack"):
+        load_artifact(bundle)
+    with pytest.raises(MissingDependencyError, match="JetPack"):
+        build_engine(bundle, trt_bundles[("jetson-orin", "fp16")].metadata["tensorrt"], gpu_name="none")
+    res = subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", "export", str(bundle), "--build-engine"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().startswith("error:") and "JetPack" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def _mypy(files, tmp_path, stubs):
+    ini = tmp_path / "mypy.ini"
+    ini.write_text("[mypy]\nfollow_imports = silent\n"
+                   "[mypy-pycuda.*]\nignore_missing_imports = True\n[mypy-cuda.*]\nignore_missing_imports = True\n"
+                   "[mypy-tensorrt_libs.*]\nignore_missing_imports = True\n"
+                   "[mypy-tensorrt.*]\nignore_errors = True\n[mypy-tensorrt_bindings.*]\nignore_errors = True\n")
+    env = {**os.environ, "MYPYPATH": str(stubs)}
+    return subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(ini), "--cache-dir", str(tmp_path / "cache"), *map(str, files)],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mypy") is None or _stub_site() is None, reason="needs mypy and tensorrt-stubs ([dev] extra)")
+def test_tensorrt_code_type_checks_against_trt10_stubs(tmp_path):
+    stubs = fixed_stub_copy(_stub_site(), tmp_path / "stubs")
+    res = _mypy(TRT_MODULES, tmp_path, stubs)
+    assert res.returncode == 0, res.stdout[-3000:]
+    # Negative control: a misspelt TensorRT API must fail the same check.
+    bad = tmp_path / "bad_trt.py"
+    bad.write_text("import tensorrt as trt\n\ndef f(config: trt.IBuilderConfig) -> None:\n"
+                   "    config.set_memory_pool_limt(trt.MemoryPoolType.WORKSPACE, 1)\n")
+    res = _mypy([bad], tmp_path, stubs)
+    assert res.returncode != 0 and "set_memory_pool_limt" in res.stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+@pytest.mark.skipif(not _real_tensorrt(), reason="needs TensorRT and a CUDA GPU (run on the device)")
+def test_engine_build_and_run_matches_onnxruntime(trt_bundles, tiny_dataset):
+    result = trt_bundles[("jetson-orin", "fp16")]
+    build_engine(result.bundle, result.metadata["tensorrt"], log=lambda m: None)
+    paths = [s.image_path for s in tiny_dataset.test_samples]
+    with load_artifact(result.bundle) as trt_art, load_artifact(result.bundle, backend="onnxruntime") as ort_art:
+        batch = np.stack([ort_art.preprocess(p) for p in paths])
+        a, b = trt_art.runner.infer(batch), ort_art.runner.infer(batch)
+    assert np.abs(a.score - b.score).max() < 0.01
