@@ -31,6 +31,7 @@ def evaluate_cmd(
     batch_size: int = typer.Option(8, min=1, help="Images per forward pass."),
     limit: Optional[int] = typer.Option(None, min=1, help="Evaluate at most N test images (balanced over types), e.g. for the slow iterative mode."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results to this JSON file."),
+    noise_study: int = typer.Option(0, min=0, help="Instead: compare the fixed noise with N runs of fresh per-image noise (metrics and score jitter)."),
 ) -> None:
     """Evaluate a checkpoint on the test split; prints a table, optionally writes JSON."""
     if mode not in MODES:
@@ -40,6 +41,16 @@ def evaluate_cmd(
         trained_on = payload.get("data", {}).get("root")
         data = Path(trained_on) if trained_on else None
     dataset = open_dataset(data, category)
+    if noise_study:
+        from ..evaluate.noise_study import noise_study as run_study
+
+        study = run_study(model, dataset, noise_study, resolve_device(device), limit, progress=lambda m: console.print(m))
+        study.update({"checkpoint": str(checkpoint), "dataset": str(dataset.path)})
+        out.print_json(json.dumps(_nan_to_none(study)))
+        if json_out is not None:
+            text = json.dumps(_nan_to_none(study), indent=2)
+            atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
+        return
     predict = torch_predict_fn(model, mode, resolve_device(device), ddim_steps)
     with progress_bar(f"eval {mode}", len(dataset.test_samples) if limit is None else min(limit, len(dataset.test_samples)), extra=False) as bar:
         result = evaluate(dataset, predict, model.config.image_size, batch_size,

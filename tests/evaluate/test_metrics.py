@@ -41,3 +41,14 @@ def test_perfect_and_nan_cases():
     assert math.isnan(aupro(np.zeros((1, 2, 2), bool), np.zeros((1, 2, 2))))
     assert math.isnan(image_auroc(np.array([0, 0]), np.array([0.1, 0.2])))
     assert image_auroc(np.array([0, 1, 0, 1]), np.array([0.1, 0.9, 0.2, 0.3])) == pytest.approx(1.0)
+
+
+def test_noise_study_fixed_is_repeatable_fresh_jitters(tiny_checkpoint, tiny_dataset):
+    from diffusionad_edge.evaluate.noise_study import noise_study
+    from diffusionad_edge.train.checkpoint import load_model
+
+    model, _ = load_model(tiny_checkpoint)
+    a = noise_study(model, tiny_dataset, repeats=2, limit=6)
+    b = noise_study(model, tiny_dataset, repeats=2, limit=6)
+    assert a["fixed_noise"] == b["fixed_noise"]
+    assert a["images"] == 6 and a["score_jitter_std_max"] > 0
