@@ -11,16 +11,13 @@ import platform
 import time
 from pathlib import Path
 
-import torch
 import typer
 
 from .. import __version__
 from ..config import TrainConfig, preset as get_preset
 from ..data.builtin import generate_dataset
 from ..data.mvtec import MVTecCategory
-from ..evaluate.evaluator import evaluate, torch_predict_fn
-from ..train.checkpoint import atomic_write
-from ..train.trainer import Trainer
+from ..train.atomic import atomic_write
 from .common import console, progress_bar
 from .eval_cmd import METRIC_NAMES, _fmt, _nan_to_none, _print_table
 
@@ -38,6 +35,11 @@ def demo(
     seed: int = typer.Option(0, help="Seed for data, weights and noise."),
 ) -> None:
     """Generate data, train, evaluate and write a report: the product end to end on the CPU."""
+    import torch
+
+    from ..evaluate.evaluator import evaluate, torch_predict_fn
+    from ..train.trainer import Trainer
+
     t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     if fast:

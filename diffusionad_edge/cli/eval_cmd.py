@@ -10,14 +10,12 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..evaluate.evaluator import evaluate, torch_predict_fn
 from ..evaluate.metrics import nan_to_none as _nan_to_none
-from ..models.detector import MODES
-from ..train.checkpoint import atomic_write, load_model
-from ..train.trainer import resolve_device
+from ..train.atomic import atomic_write
 from ..errors import ConfigError
 from .common import console, open_dataset, out, progress_bar
 
+MODES = ("one-step", "iterative", "ddim")  # as models.detector.MODES, without importing torch
 METRIC_NAMES = ("image_auroc", "pixel_auroc", "pixel_ap", "aupro")
 
 
@@ -34,6 +32,10 @@ def evaluate_cmd(
     noise_study: int = typer.Option(0, min=0, help="Instead: compare the fixed noise with N runs of fresh per-image noise (metrics and score jitter)."),
 ) -> None:
     """Evaluate a checkpoint on the test split; prints a table, optionally writes JSON."""
+    from ..evaluate.evaluator import evaluate, torch_predict_fn
+    from ..train.checkpoint import load_model
+    from ..train.trainer import resolve_device
+
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {', '.join(MODES)} (got {mode!r})")
     model, payload = load_model(checkpoint)

@@ -10,10 +10,11 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..export.pipeline import DEFAULT_MAX_DROP, ExportOptions, export_bundle
 from ..export.targets import list_targets
 from ..errors import ConfigError
 from .common import console, out
+
+DEFAULT_MAX_DROP = 0.02  # as export.pipeline.DEFAULT_MAX_DROP (which imports torch)
 
 
 def targets(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
@@ -53,6 +54,7 @@ def export(
         return
     if target is None:
         raise ConfigError("--target is required (see `dae targets`)")
+    from ..export.pipeline import ExportOptions, export_bundle
     if out_dir is None:
         out_dir = Path("exports") / f"{checkpoint.stem}-{target.replace('.toml', '').split('/')[-1]}-{precision or 'default'}"
     opts = ExportOptions(

@@ -6,14 +6,10 @@ import json
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 
 from ..config import PRESETS, preset as get_preset
 from ..errors import ConfigError
-from ..models.complexity import measure_complexity
-from ..models.detector import DiffusionAD
-from ..train.checkpoint import load_model
 from .common import out
 
 
@@ -23,6 +19,12 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Print parameters and GFLOP per image (one-step: 2 denoiser passes + segmentation)."""
+    import torch
+
+    from ..models.complexity import measure_complexity
+    from ..models.detector import DiffusionAD
+    from ..train.checkpoint import load_model
+
     if (checkpoint is None) == (preset is None):
         raise ConfigError("give either a CHECKPOINT or --preset NAME")
     extra = {}

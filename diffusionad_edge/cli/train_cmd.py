@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 
 from ..config import PRESETS, TrainConfig, preset as get_preset
-from ..train.trainer import Trainer
 from .common import console, open_dataset, progress_bar
 
 _DEFAULTS = TrainConfig()
@@ -36,6 +35,8 @@ def train(
     minutes: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many minutes of training even if --steps is not reached."),
 ) -> None:
     """Train the reconstruction and segmentation sub-networks jointly (paper losses and optimisers)."""
+    from ..train.trainer import Trainer  # torch: imported when the command runs, not for --help
+
     cfg = TrainConfig(
         steps=steps, batch_size=batch_size, lr_denoiser=lr_denoiser, lr_segmenter=lr_segmenter, seed=seed,
         val_fraction=val_fraction, foreground=foreground, textures=str(textures) if textures else None,

@@ -7,9 +7,7 @@ model config is stored as JSON text and rebuilt with :meth:`ModelConfig.from_jso
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,26 +15,13 @@ from typing import Any
 import torch
 
 from .. import __version__
+from .atomic import atomic_write  # noqa: F401  (re-exported for callers)
 from ..config import ModelConfig
 from ..errors import CheckpointError, ConfigError
 from ..models.detector import DiffusionAD
 
 FORMAT = "diffusionad_edge.checkpoint"
 FORMAT_VERSION = 1
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: str | Path, model: DiffusionAD, **extra: Any) -> None:

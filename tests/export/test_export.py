@@ -112,3 +112,28 @@ def test_failed_check_leaves_nothing_unless_kept(tiny_checkpoint, tiny_dataset, 
     kept = _export(tiny_checkpoint, tmp_path / "kept", "onnxruntime-cpu", "int8", keep_failed=True, **opts)
     assert not kept.passed and not kept.metadata["checks"]["passed"]
     assert (tmp_path / "kept" / "metadata.json").is_file()
+
+
+_NO_TORCH = """
+import builtins, sys
+real = builtins.__import__
+def guard(name, *a, **k):
+    if name == "torch" or name.startswith("torch."):
+        raise ImportError("torch is blocked in this test")
+    return real(name, *a, **k)
+builtins.__import__ = guard
+from diffusionad_edge.export.bundle import load_artifact
+import numpy as np
+with load_artifact(sys.argv[1]) as art:
+    print(art.predict(np.zeros((40, 40, 3), np.uint8)).score)
+"""
+
+
+def test_bundle_inference_needs_no_torch(ort_fp32):
+    # On a device, a bundle runs with its backend only: no PyTorch import on the inference path.
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _NO_TORCH, str(ort_fp32.bundle)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert 0.0 <= float(res.stdout.strip()) <= 1.0
