@@ -123,6 +123,9 @@ def read_metadata(folder: str | Path) -> dict[str, Any]:
         raise BundleError(f"{path} is not a diffusionad_edge bundle")
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise BundleError(f"bundle format {meta['format_version']} is newer than this toolkit ({__version__}) reads: upgrade diffusionad_edge")
+    made_by = str(meta.get("versions", {}).get("diffusionad_edge", "0"))
+    if made_by.split(".")[0] != __version__.split(".")[0]:
+        raise BundleError(f"bundle {folder} was made by diffusionad_edge {made_by}; this is {__version__} (major versions differ): re-export it")
     return meta
 
 

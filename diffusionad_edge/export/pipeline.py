@@ -281,7 +281,10 @@ def export_bundle(opts: ExportOptions, log: Log = print) -> ExportResult:
                 )
                 checks["fp32_onnx_vs_pytorch"] = _compare(reference, fp32_pred, thresholds["image"])
                 checks["artifact_vs_pytorch"] = _compare(reference, art_pred, thresholds["image"])
-                checks["runtime_precision"] = artifact_runner.runtime_precision or precision
+                float_ops = artifact_runner.runtime_precision
+                # An INT8 model still runs its unquantized ops in a float precision: say which.
+                checks["runtime_precision"] = (f"int8 (float ops {float_ops})" if precision == "int8" and float_ops
+                                               else float_ops or precision)
                 for key in ("map_max_abs_error", "score_max_abs_error"):
                     if checks["fp32_onnx_vs_pytorch"][key] > FP32_TOLERANCE:
                         failures.append(f"FP32 ONNX {key} {checks['fp32_onnx_vs_pytorch'][key]:.2e} > {FP32_TOLERANCE}")

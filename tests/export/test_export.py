@@ -86,6 +86,14 @@ def test_openvino_precisions(tiny_checkpoint, tmp_path, precision):
         assert 0.0 <= art.predict(np.zeros((50, 70, 3), np.uint8)).score <= 1.0
 
 
+def test_openvino_accuracy_aware_int8(tiny_checkpoint, tiny_dataset, tmp_path):
+    res = _export(tiny_checkpoint, tmp_path / "aa", "openvino-cpu", "int8", eval_data=tiny_dataset.path,
+                  accuracy_aware=True, max_drop=0.05)
+    acc = res.metadata["checks"]["accuracy"]
+    assert -acc["delta"]["image_auroc"] <= 0.05 and res.passed
+    assert res.metadata["checks"]["runtime_precision"].startswith("int8")
+
+
 def test_tampered_or_incomplete_bundle_refused(ort_fp32, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(ort_fp32.bundle, copy)
@@ -95,6 +103,11 @@ def test_tampered_or_incomplete_bundle_refused(ort_fp32, tmp_path):
         load_artifact(copy)
     (copy / "model.onnx").unlink()
     with pytest.raises(BundleError, match="bundle file missing"):
+        load_artifact(copy)
+    meta = json.loads((ort_fp32.bundle / "metadata.json").read_text())
+    meta["versions"]["diffusionad_edge"] = "9.0.0"
+    (copy / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="major versions differ"):
         load_artifact(copy)
     (copy / "metadata.json").write_text("{")
     with pytest.raises(BundleError, match="not valid JSON"):
