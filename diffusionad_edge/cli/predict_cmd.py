@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import glob
 import json
 from pathlib import Path
 from typing import Optional
@@ -22,7 +23,7 @@ def _expand(paths: list[Path]) -> list[Path]:
         elif p.is_file():
             files.append(p)
         else:
-            matches = sorted(Path().glob(str(p))) if any(c in str(p) for c in "*?[") else []
+            matches = sorted(Path(m) for m in glob.glob(str(p), recursive=True)) if any(c in str(p) for c in "*?[") else []
             if not matches:
                 raise ConfigError(f"no such file, folder or glob match: {p}")
             files += [m for m in matches if m.is_file()]

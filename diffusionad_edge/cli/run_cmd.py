@@ -1,0 +1,50 @@
+"""``dae run``: live (or file) inference with overlay, decisions and events."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import ConfigError
+from .common import console, out
+
+
+def run(
+    model: Path = typer.Option(..., "--model", "-m", help="Export bundle folder (any backend) or checkpoint (.pt, PyTorch)."),
+    camera: Optional[int] = typer.Option(None, "--camera", help="Camera index (e.g. 0)."),
+    source: Optional[str] = typer.Option(None, "--source", "-s", help="Video file, rtsp://... / http://... URL, GStreamer pipeline ('... ! appsink'), image folder or glob."),
+    backend: Optional[str] = typer.Option(None, help="Override the bundle's backend."),
+    save: Optional[Path] = typer.Option(None, "--save", help="Write the overlay video here (.mp4); playable even after Ctrl-C."),
+    save_frames: Optional[Path] = typer.Option(None, "--save-frames", help="Write NG frames (overlays) into this folder."),
+    events: Optional[Path] = typer.Option(None, "--events", help="JSON lines: one per processed frame (time, score, decision, latencies)."),
+    max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after N processed frames."),
+    threshold: Optional[float] = typer.Option(None, help="Override the bundle's image threshold."),
+    pixel_threshold: Optional[float] = typer.Option(None, help="Override the bundle's pixel threshold (outline)."),
+    show: Optional[bool] = typer.Option(None, "--show/--no-show", help="Display a window (default: when a display exists)."),
+) -> None:
+    """Run the detector on a camera or stream: overlay, OK/NG, events and an end-of-run summary."""
+    from ..runtime.live import RunOptions, display_available, run_stream
+    from ..runtime.predictor import open_predictor
+    from ..runtime.sources import describe
+
+    if (camera is None) == (source is None):
+        raise ConfigError("give exactly one of --camera N or --source ...")
+    src = str(camera) if camera is not None else str(source)
+    show = display_available() if show is None else show
+    opts = RunOptions(save_video=save, save_frames=save_frames, events=events, max_frames=max_frames, show=show,
+                      image_threshold=threshold, pixel_threshold=pixel_threshold)
+    with open_predictor(model, backend) as predictor:
+        console.print(f"running {model} ({predictor.metadata.get('backend')}, {predictor.metadata.get('precision')}) on {src}"
+                      + ("" if show else " (headless)") + "; Ctrl-C to stop")
+        summary = run_stream(predictor, src, opts)
+    s = summary.to_dict()
+    lat = s["latency_ms"]
+    stages = ", ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in lat.items())
+    console.print(f"{s['frames']} frames ({s['ng']} NG), {s['dropped']} dropped, {s['reconnects']} reconnects; "
+                  f"end-to-end {s['end_to_end_fps']:.1f} FPS, model-only {s['model_fps']:.1f} FPS; latency p50/p95 ms: {stages}")
+    if s["unreadable"]:
+        console.print(f"unreadable: {', '.join(s['unreadable'])}")
+    out.print_json(json.dumps(s))

@@ -1,0 +1,199 @@
+"""The ``dae run`` loop: source -> preprocess -> inference -> overlay/outputs, with per-stage timing.
+
+Three stages overlap: capture (its own thread for live sources, keeping only the newest frame),
+preprocessing + inference (this thread), and drawing + writing outputs (an output thread with a
+short queue). Ctrl-C stops cleanly: queued frames are written and the video file is finalised, so
+it stays playable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from ..data.preprocess import to_rgb
+from ..export.bundle import Artifact
+from .overlay import draw_overlay
+from .sources import Frame, open_source
+
+
+@dataclass
+class RunOptions:
+    save_video: Path | None = None
+    save_frames: Path | None = None
+    events: Path | None = None
+    max_frames: int | None = None
+    show: bool = False
+    image_threshold: float | None = None
+    pixel_threshold: float | None = None
+
+
+@dataclass
+class RunSummary:
+    frames: int = 0
+    ng: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    latencies_ms: dict[str, list[float]] = field(default_factory=lambda: {"preprocess": [], "inference": [], "output": [], "total": []})
+    interrupted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        stats = {k: {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95))} for k, v in self.latencies_ms.items() if v}
+        infer = self.latencies_ms["inference"]
+        return {
+            "frames": self.frames, "ng": self.ng, "dropped": self.dropped, "reconnects": self.reconnects,
+            "unreadable": self.unreadable, "wall_s": round(self.wall_s, 3),
+            "end_to_end_fps": self.frames / self.wall_s if self.wall_s > 0 else 0.0,
+            "model_fps": 1000.0 / float(np.mean(infer)) if infer else 0.0,
+            "latency_ms": stats, "interrupted": self.interrupted,
+        }
+
+
+def _bgr(image: np.ndarray) -> np.ndarray:
+    """Any frame (gray, BGRA, 16-bit) as BGR uint8 for drawing and writing."""
+    return cv2.cvtColor(to_rgb(image, bgr=True), cv2.COLOR_RGB2BGR)
+
+
+class _Outputs:
+    """Output thread: overlay, video, NG frames and events, in frame order."""
+
+    def __init__(self, opts: RunOptions, fps_hint: float):
+        self.opts, self.fps_hint = opts, fps_hint
+        self.queue: queue.Queue = queue.Queue(maxsize=4)
+        self.writer: cv2.VideoWriter | None = None
+        self.events = open(opts.events, "w") if opts.events else None
+        self.output_ms: list[float] = []
+        self.error: Exception | None = None
+        if opts.save_frames:
+            opts.save_frames.mkdir(parents=True, exist_ok=True)
+        self.thread = threading.Thread(target=self._run, name="outputs", daemon=True)
+        self.thread.start()
+
+    def put(self, item: tuple) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(item)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            try:
+                self._write(*item)
+            except Exception as exc:  # surfaced to the main loop on the next put()
+                self.error = exc
+
+    def _write(self, frame: Frame, result: Any, event: dict, overlay: np.ndarray | None, fps: float) -> None:
+        t0 = time.perf_counter()
+        if overlay is None and (self.writer is not None or self.opts.save_video or self.opts.save_frames):
+            overlay = draw_overlay(_bgr(frame.image), result.anomaly_map, result.defect_mask, result.score, result.is_anomalous, fps)
+        if self.opts.save_video and overlay is not None:
+            if self.writer is None:
+                h, w = overlay.shape[:2]
+                self.opts.save_video.parent.mkdir(parents=True, exist_ok=True)
+                self.writer = cv2.VideoWriter(str(self.opts.save_video), cv2.VideoWriter_fourcc(*"mp4v"), self.fps_hint, (w, h))
+            self.writer.write(overlay)
+        if self.opts.save_frames and result.is_anomalous and overlay is not None:
+            cv2.imwrite(str(self.opts.save_frames / f"ng_{event['frame']:06d}.png"), overlay)
+        out_ms = (time.perf_counter() - t0) * 1000
+        self.output_ms.append(out_ms)
+        if self.events:
+            event["latency_ms"]["output"] = round(out_ms, 3)
+            self.events.write(json.dumps(event) + "\n")
+            self.events.flush()
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.writer is not None:
+            self.writer.release()  # finalises the container: the file plays even after Ctrl-C
+        if self.events:
+            self.events.close()
+        if self.error is not None:
+            raise self.error
+
+
+def run_stream(predictor: Artifact, source: str, opts: RunOptions, on_frame: Callable[[dict], None] | None = None, src: Any = None) -> RunSummary:
+    """Run the detector over a source until it ends, ``max_frames`` or Ctrl-C."""
+    if opts.image_threshold is not None:
+        predictor.image_threshold = opts.image_threshold
+    if opts.pixel_threshold is not None:
+        predictor.pixel_threshold = opts.pixel_threshold
+    src = src if src is not None else open_source(source)
+    summary = RunSummary()
+    outputs = _Outputs(opts, float(getattr(src, "fps", 0) or 25.0))
+    start = time.perf_counter()
+    fps = 0.0
+    try:
+        for frame in src.frames():
+            t0 = time.perf_counter()
+            x = predictor.preprocess(frame.image, bgr=True)
+            t1 = time.perf_counter()
+            result = predictor.predict_batch(x[None])[0]
+            t2 = time.perf_counter()
+            summary.frames += 1
+            summary.ng += int(result.is_anomalous)
+            elapsed = t2 - start
+            fps = summary.frames / elapsed if elapsed > 0 else 0.0
+            event = {
+                "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+                "frame": summary.frames - 1, "source_index": frame.index, "path": frame.path,
+                "score": round(result.score, 6), "normalised_score": round(result.normalised_score, 6),
+                "decision": None if predictor.image_threshold is None else ("NG" if result.is_anomalous else "OK"),
+                "threshold": predictor.image_threshold,
+                "latency_ms": {"capture_age": round((t0 - frame.timestamp) * 1000, 3) if frame.timestamp else None,
+                               "preprocess": round((t1 - t0) * 1000, 3), "inference": round((t2 - t1) * 1000, 3)},
+            }
+            overlay = None
+            if opts.show:
+                overlay = draw_overlay(_bgr(frame.image), result.anomaly_map, result.defect_mask, result.score, result.is_anomalous, fps)
+                cv2.imshow("dae run", overlay)
+                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                    break
+            outputs.put((frame, result, event, overlay, fps))
+            summary.latencies_ms["preprocess"].append((t1 - t0) * 1000)
+            summary.latencies_ms["inference"].append((t2 - t1) * 1000)
+            summary.latencies_ms["total"].append((time.perf_counter() - t0) * 1000)
+            if on_frame is not None:
+                on_frame(event)
+            if opts.max_frames is not None and summary.frames >= opts.max_frames:
+                break
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        src.close()
+        outputs.close()
+        if opts.show:
+            cv2.destroyAllWindows()
+    summary.wall_s = time.perf_counter() - start
+    summary.latencies_ms["output"] = outputs.output_ms
+    summary.dropped = src.dropped
+    summary.reconnects = src.reconnects
+    summary.unreadable = list(src.unreadable)
+    return summary
+
+
+def display_available() -> bool:
+    """True when OpenCV can open a window (a GUI build and a display)."""
+    import os
+
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.name == "nt"):
+        return False
+    try:
+        cv2.namedWindow("dae-probe")
+        cv2.destroyWindow("dae-probe")
+        return True
+    except cv2.error:
+        return False

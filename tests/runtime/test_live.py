@@ -1,0 +1,159 @@
+"""dae run / dae predict on real files and real runtimes; the capture policy with a stand-in camera."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from diffusionad_edge.export.bundle import load_artifact
+from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
+from diffusionad_edge.runtime.sources import LiveSource, SourceError
+
+
+def dae(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def bundles(tiny_checkpoint, tmp_path_factory):
+    root = tmp_path_factory.mktemp("live")
+    return {t: export_bundle(ExportOptions(checkpoint=tiny_checkpoint, target=t, precision="fp32", out_dir=root / t, input_size=64), log=lambda m: None).bundle
+            for t in ("onnxruntime-cpu", "openvino-cpu")}
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    """12 frames of a plate, a dark hole drawn on every third frame."""
+    path = tmp_path_factory.mktemp("video") / "line.mp4"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 80))
+    for i in range(12):
+        f = np.full((80, 96, 3), 150, np.uint8)
+        if i % 3 == 0:
+            cv2.circle(f, (40, 40), 8, (20, 20, 20), -1)
+        w.write(f)
+    w.release()
+    return path
+
+
+@pytest.mark.parametrize("target", ["onnxruntime-cpu", "openvino-cpu"])
+def test_run_video_events_and_saved_video(bundles, video, tmp_path, target):
+    events, saved = tmp_path / "ev.jsonl", tmp_path / "out.mp4"
+    res = dae("run", "--model", bundles[target], "--source", video, "--save", saved, "--events", events,
+              "--save-frames", tmp_path / "ng", "--no-show")
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(l) for l in events.read_text().splitlines()]
+    assert [e["frame"] for e in lines] == list(range(12))
+    for e in lines:  # the decision rule is applied consistently
+        assert e["decision"] == ("NG" if e["score"] >= e["threshold"] else "OK")
+        assert {"preprocess", "inference", "output"} <= set(e["latency_ms"])
+    cap = cv2.VideoCapture(str(saved))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    ng = sum(e["decision"] == "NG" for e in lines)
+    assert len(list((tmp_path / "ng").glob("*.png"))) == ng
+    summary = json.loads(res.stdout)
+    assert summary["frames"] == 12 and summary["end_to_end_fps"] > 0 and "inference" in summary["latency_ms"]
+    res = dae("run", "--model", bundles[target], "--source", video, "--max-frames", 5, "--events", events, "--no-show")
+    assert res.returncode == 0 and len(events.read_text().splitlines()) == 5
+
+
+def test_missing_camera_is_one_clear_line(bundles):
+    res = dae("run", "--model", bundles["onnxruntime-cpu"], "--camera", 57)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == "error: cannot open camera 57 (no such camera index?)"
+
+
+class FakeCamera:
+    """Stands in for cv2.VideoCapture: produces numbered frames at a fixed rate; can fail once."""
+
+    produced = 0
+
+    def __init__(self, period_s=0.005, fail_after=None):
+        self.period_s, self.fail_after, self.reads = period_s, fail_after, 0
+
+    def isOpened(self):
+        return True
+
+    def read(self):
+        time.sleep(self.period_s)
+        self.reads += 1
+        if self.fail_after is not None and self.reads > self.fail_after:
+            return False, None
+        FakeCamera.produced += 1
+        return True, np.full((8, 8, 3), FakeCamera.produced % 256, np.uint8)
+
+    def release(self):
+        pass
+
+
+def test_slow_consumer_gets_newest_frame_and_drops_are_counted():
+    FakeCamera.produced = 0
+    src = LiveSource("fake", opener=lambda s: FakeCamera())
+    seen = []
+    for frame in src.frames():
+        # the frame handed over is the newest one captured (at most one newer may have arrived since)
+        assert frame.index >= FakeCamera.produced - 2
+        seen.append(frame.index)
+        time.sleep(0.05)  # a slow model: ~10 camera frames per inference
+        if len(seen) == 5:
+            break
+    src.close()
+    assert src.dropped >= 20
+    assert seen == sorted(seen) and seen[-1] - seen[0] >= 20
+
+
+def test_lost_stream_is_reopened():
+    cams = [FakeCamera(fail_after=3), FakeCamera()]
+    opened = []
+
+    def opener(s):
+        opened.append(s)
+        return cams[min(len(opened) - 1, 1)]
+
+    src = LiveSource("rtsp://line-3", opener=opener, backoff_s=0.01)
+    got = []
+    for frame in src.frames():
+        got.append(frame.index)
+        if len(got) == 6:
+            break
+    src.close()
+    assert src.reconnects == 1 and len(opened) == 2
+
+
+def test_stream_that_never_comes_back_errors():
+    class Dead(FakeCamera):
+        def read(self):
+            return False, None
+
+    src = LiveSource("rtsp://gone", opener=lambda s: Dead(), backoff_s=0.01, max_retries=2)
+    with pytest.raises(SourceError, match="could not reopen"):
+        list(src.frames())
+    src.close()
+
+
+def test_odd_frames_are_converted(bundles):
+    with load_artifact(bundles["onnxruntime-cpu"]) as art:
+        for frame in (np.zeros((37, 53), np.uint8), np.zeros((37, 53, 4), np.uint8), np.zeros((300, 17, 3), np.uint16)):
+            assert 0 <= art.predict(frame, bgr=True).score <= 1
+
+
+def test_predict_folder_with_corrupt_file(bundles, tiny_dataset, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for s in tiny_dataset.test_samples[:3]:
+        (folder / s.image_path.name.replace(".png", f"_{s.defect_type}.png")).write_bytes(s.image_path.read_bytes())
+    (folder / "broken.png").write_bytes(b"not a png")
+    res = dae("predict", folder, "--model", bundles["onnxruntime-cpu"], "--out", tmp_path / "out")
+    assert res.returncode == 1
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(result["results"]) == 3 and [f["path"] for f in result["failed"]] == [str(folder / "broken.png")]
+    assert len(list((tmp_path / "out" / "overlays").glob("*.png"))) == 3
+    assert "broken.png" in res.stdout
+    res = dae("predict", folder / "*_good.png", "--model", bundles["onnxruntime-cpu"], "--json")
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(l) for l in res.stdout.splitlines()]
+    assert rows and all(r["decision"] in ("OK", "NG") for r in rows)
