@@ -12,7 +12,7 @@ import warnings
 import typer
 
 from ..errors import DaeError
-from . import data_cmd, demo_cmd, eval_cmd, export_cmd, info_cmd, predict_cmd, run_cmd, train_cmd
+from . import bench_cmd, data_cmd, demo_cmd, eval_cmd, export_cmd, info_cmd, predict_cmd, run_cmd, train_cmd
 
 app = typer.Typer(
     name="dae",
@@ -28,6 +28,7 @@ app.command("export")(export_cmd.export)
 app.command("targets")(export_cmd.targets)
 app.command("run")(run_cmd.run)
 app.command("predict")(predict_cmd.predict)
+app.command("bench")(bench_cmd.bench)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(data_cmd.app, name="data")
 

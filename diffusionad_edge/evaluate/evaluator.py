@@ -43,7 +43,8 @@ class EvalResult:
         }
 
 
-def torch_predict_fn(model: DiffusionAD, mode: str = "one-step", device: str | torch.device = "cpu", ddim_steps: int = 30, seed: int = 0) -> PredictFn:
+def torch_predict_fn(model: DiffusionAD, mode: str = "one-step", device: str | torch.device = "cpu", ddim_steps: int = 30, seed: int = 0,
+                     start_t: int | None = None) -> PredictFn:
     """A :data:`PredictFn` for a PyTorch model in one of :data:`~..models.detector.MODES`."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -51,7 +52,7 @@ def torch_predict_fn(model: DiffusionAD, mode: str = "one-step", device: str | t
     generator = torch.Generator().manual_seed(seed)
 
     def predict(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        det = model.detect(torch.from_numpy(batch).to(device), mode=mode, generator=generator, ddim_steps=ddim_steps)
+        det = model.detect(torch.from_numpy(batch).to(device), mode=mode, generator=generator, ddim_steps=ddim_steps, start_t=start_t)
         return det.anomaly_map[:, 0].float().cpu().numpy(), det.score.float().cpu().numpy()
 
     return predict

@@ -191,11 +191,13 @@ class DiffusionAD(nn.Module):
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         ddim_steps: int = 30,
+        start_t: int | None = None,
     ) -> Detection:
         """Run one of :data:`MODES` on a batch of preprocessed images (B, 3, H, W) in [0, 1].
 
         ``noise`` (2, B or 1, 3, H, W) defaults to :meth:`fixed_noise`; ``generator`` drives the
-        extra noise of the iterative DDPM sampler (seed it for repeatability).
+        extra noise of the iterative DDPM sampler (seed it for repeatability). ``start_t`` (default
+        t_b) is where the iterative samplers start.
         """
         if noise is None:
             noise = self.fixed_noise()
@@ -203,7 +205,7 @@ class DiffusionAD(nn.Module):
         if mode == "one-step":
             return self(x0, noise[0], noise[1])
         if mode == "iterative":
-            return self._detection(x0, self.reconstruct_ddpm(x0, noise[1], generator))
+            return self._detection(x0, self.reconstruct_ddpm(x0, noise[1], generator, start_t))
         if mode == "ddim":
-            return self._detection(x0, self.reconstruct_ddim(x0, noise[1], ddim_steps))
+            return self._detection(x0, self.reconstruct_ddim(x0, noise[1], ddim_steps, start_t))
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")

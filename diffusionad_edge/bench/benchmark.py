@@ -1,0 +1,182 @@
+"""``dae bench``: latency, FPS and accuracy of bundles and of the PyTorch model, side by side.
+
+Each row: warm-up, then ``iterations`` timed runs (or until ``seconds`` pass) of the full path a
+deployment runs — preprocess (a raw camera-sized uint8 frame to the input tensor), inference,
+postprocess (threshold, defect mask, map resized back to the frame) — with p50/p90/p99 per stage.
+Reference rows: PyTorch eager FP32 (one-step), and the paper's iterative paradigms on the same
+network (DDPM from t_b, DDIM), whose speed-up is computed from the measured times.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from ..data.preprocess import preprocess, to_rgb
+from ..export.bundle import load_artifact
+from .machine import peak_rss_mib, reset_peak_rss
+
+
+@dataclass
+class BenchConfig:
+    warmup: int = 3
+    iterations: int = 30
+    seconds: float | None = None
+    iterative_iterations: int = 2
+    frame_hw: tuple[int, int] = (480, 640)
+    eval_data: Path | None = None
+    eval_category: str | None = None
+    eval_limit: int | None = None
+    iterative_eval_limit: int = 12
+    # Where the iterative reference samplers start (default: the model's t_b, as in the paper).
+    iterative_start: int | None = None
+
+
+@dataclass
+class Row:
+    name: str
+    backend: str
+    precision: str
+    runtime_precision: str
+    batch: int
+    gflop_per_image: float | None
+    size_mib: float | None
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    fps: float = 0.0
+    gflops_achieved: float | None = None
+    peak_rss_mib: float | None = None
+    iterations: int = 0
+    accuracy: dict[str, float] | None = None
+    accuracy_delta_vs_fp32: dict[str, float] | None = None
+    speedup_vs: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _pcts(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values)
+    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)), "mean": float(a.mean())}
+
+
+def time_pipeline(infer: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], size: int, batch: int, warmup: int,
+                  iterations: int, seconds: float | None = None, threshold: float = 0.5,
+                  frame_hw: tuple[int, int] = (480, 640)) -> tuple[dict[str, dict[str, float]], int]:
+    """Per-stage latencies (ms) of preprocess -> infer -> postprocess on synthetic camera frames."""
+    rng = np.random.default_rng(0)
+    h, w = frame_hw
+    frames = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(batch)]
+    stages: dict[str, list[float]] = {"preprocess": [], "inference": [], "postprocess": [], "total": []}
+    for i in range(warmup + iterations):
+        t0 = time.perf_counter()
+        x = np.stack([preprocess(to_rgb(f, bgr=True), size) for f in frames])
+        t1 = time.perf_counter()
+        maps, scores = infer(x)
+        t2 = time.perf_counter()
+        for m in maps:  # what a deployment does with the map: mask and heat map at frame size
+            cv2.resize((m >= threshold).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+            cv2.resize(m, (w, h))
+        _ = scores >= threshold
+        t3 = time.perf_counter()
+        if i >= warmup:
+            for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
+                stages[k].append(v * 1000)
+            if seconds is not None and sum(stages["total"]) / 1000 > seconds:
+                break
+    return {k: _pcts(v) for k, v in stages.items()}, len(stages["total"])
+
+
+def _accuracy(predict, size: int, cfg: BenchConfig, limit: int | None) -> dict[str, float] | None:
+    if cfg.eval_data is None:
+        return None
+    from ..data.mvtec import MVTecCategory
+    from ..evaluate.evaluator import evaluate
+
+    ds = MVTecCategory(cfg.eval_data, cfg.eval_category)
+    return evaluate(ds, predict, size, batch_size=8, limit=limit).overall
+
+
+def _finish(row: Row, lat: dict, n: int) -> Row:
+    row.latency_ms, row.iterations = lat, n
+    row.fps = 1000.0 * row.batch / lat["total"]["mean"]
+    if row.gflop_per_image is not None:
+        row.gflops_achieved = row.gflop_per_image * row.batch / (lat["inference"]["mean"] / 1000)
+    row.peak_rss_mib = peak_rss_mib()
+    return row
+
+
+def bench_bundle(path: Path, cfg: BenchConfig, gflop: float | None) -> Row:
+    reset_peak_rss()
+    with load_artifact(path) as art:
+        meta = art.metadata
+        art.runner.activate()
+        size, batch = int(meta["input"]["size"]), int(meta["input"]["batch"])
+
+        def infer(x):
+            p = art.runner.infer(x)
+            return p.anomaly_map, p.score
+
+        lat, n = time_pipeline(infer, size, batch, cfg.warmup, cfg.iterations, cfg.seconds, art.pixel_threshold or 0.5, cfg.frame_hw)
+        runtime = art.runner.runtime_precision
+        precision = meta["precision"]
+        runs_as = f"int8 (float ops {runtime})" if precision == "int8" and runtime else (runtime or precision)
+        files_mib = sum((path / f).stat().st_size for f in meta["files"]) / 2**20
+        row = Row(f"{meta['target']['name']} {precision}", meta["backend"], precision, runs_as, batch, gflop, files_mib)
+        row = _finish(row, lat, n)
+        row.accuracy = _accuracy(infer, size, cfg, cfg.eval_limit)
+    return row
+
+
+def bench_pytorch(checkpoint: Path, cfg: BenchConfig, batches: list[int], iterative: bool) -> list[Row]:
+    import torch
+
+    from ..evaluate.evaluator import torch_predict_fn
+    from ..models.complexity import measure_complexity
+    from ..train.checkpoint import load_model
+
+    model, _ = load_model(checkpoint)
+    size = model.config.image_size
+    c = measure_complexity(model)
+    size_mib = checkpoint.stat().st_size / 2**20
+    rows = []
+    for batch in batches:
+        reset_peak_rss()
+        predict = torch_predict_fn(model)
+        lat, n = time_pipeline(predict, size, batch, cfg.warmup, cfg.iterations, cfg.seconds, frame_hw=cfg.frame_hw)
+        row = _finish(Row(f"pytorch eager one-step (b{batch})", "pytorch", "fp32", "fp32", batch, c.one_step_gflop, size_mib), lat, n)
+        if batch == batches[0]:
+            row.accuracy = _accuracy(predict, size, cfg, cfg.eval_limit)
+        rows.append(row)
+    if iterative:
+        t_b = cfg.iterative_start or model.config.diffusion.t_b
+        ddim_steps = min(30, t_b + 1)
+        for mode, calls, label in (("iterative", t_b + 1, f"DDPM from t={t_b}"), ("ddim", ddim_steps, f"DDIM {ddim_steps} steps")):
+            reset_peak_rss()
+            predict = torch_predict_fn(model, mode, ddim_steps=ddim_steps, start_t=t_b)
+            lat, n = time_pipeline(predict, size, 1, 0, cfg.iterative_iterations, frame_hw=cfg.frame_hw)
+            gflop = calls * c.denoiser_gflop_per_pass + c.segmenter_gflop
+            row = _finish(Row(f"pytorch {label}", "pytorch", "fp32", "fp32", 1, gflop, size_mib), lat, n)
+            it_limit = min(cfg.iterative_eval_limit, cfg.eval_limit or cfg.iterative_eval_limit)
+            row.accuracy = _accuracy(predict, size, cfg, it_limit)
+            row.note = f"{calls} denoiser calls; accuracy on {it_limit} images" if cfg.eval_data else f"{calls} denoiser calls"
+            rows.append(row)
+    return rows
+
+
+def add_relative_numbers(rows: list[Row]) -> None:
+    """Speed-up of every row over the iterative rows, and accuracy deltas against PyTorch FP32,
+    both from the measured values."""
+    iterative = [r for r in rows if "DDPM" in r.name or "DDIM" in r.name]
+    fp32 = next((r for r in rows if r.backend == "pytorch" and "one-step" in r.name), None)
+    for r in rows:
+        for it in iterative:
+            if it is not r:
+                r.speedup_vs[it.name] = it.latency_ms["inference"]["mean"] / r.latency_ms["inference"]["mean"] * r.batch
+        if fp32 is not None and r.accuracy and fp32.accuracy:
+            r.accuracy_delta_vs_fp32 = {k: r.accuracy[k] - fp32.accuracy[k] for k in r.accuracy}

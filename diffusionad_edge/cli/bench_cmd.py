@@ -1,0 +1,66 @@
+"""``dae bench``: latency/FPS/accuracy table across bundles and the PyTorch reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import ConfigError
+from .common import console, out
+
+
+def bench(
+    bundles: Optional[list[Path]] = typer.Argument(None, help="Export bundle folders to benchmark."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Add PyTorch reference rows for this checkpoint."),
+    iterations: int = typer.Option(30, min=1, help="Timed iterations per row (after warm-up)."),
+    seconds: Optional[float] = typer.Option(None, min=0.1, help="Or stop a row after this many seconds."),
+    warmup: int = typer.Option(3, min=0, help="Untimed warm-up iterations."),
+    batch: str = typer.Option("1", help="Batch sizes for the PyTorch rows, e.g. 1,4 (bundles use their fixed batch)."),
+    iterative: bool = typer.Option(True, help="Add the paper's iterative rows (DDPM from t_b, DDIM 30) for the checkpoint."),
+    iterative_iterations: int = typer.Option(1, min=1, help="Timed runs of each iterative row (they are slow)."),
+    iterative_start: Optional[int] = typer.Option(None, min=1, help="Start the iterative rows at this t (default: the model's t_b=400, the paper's setting)."),
+    eval_data: Optional[Path] = typer.Option(None, help="MVTec-layout folder: accuracy beside speed."),
+    eval_category: Optional[str] = typer.Option(None, help="Category under --eval-data."),
+    eval_limit: Optional[int] = typer.Option(None, min=1, help="Evaluate at most N test images per row."),
+    out_dir: Path = typer.Option(Path("bench_out"), "--out", "-o", help="Folder for bench.json, bench.md and bench.png."),
+) -> None:
+    """Benchmark bundles and the PyTorch model: p50/p90/p99 per stage, FPS, GFLOP/s, memory, size, accuracy."""
+    from ..bench.benchmark import BenchConfig, add_relative_numbers, bench_bundle, bench_pytorch
+    from ..bench.machine import describe_machine
+    from ..bench.report import COLUMNS, row_cells, write_outputs
+
+    if not bundles and checkpoint is None:
+        raise ConfigError("give bundle folders and/or --checkpoint")
+    try:
+        batches = [int(b) for b in batch.split(",") if b.strip()]
+    except ValueError:
+        raise ConfigError(f"--batch must be comma-separated integers (got {batch!r})") from None
+    cfg = BenchConfig(warmup=warmup, iterations=iterations, seconds=seconds, iterative_iterations=iterative_iterations, iterative_start=iterative_start,
+                      eval_data=eval_data, eval_category=eval_category, eval_limit=eval_limit)
+    gflop = None
+    if checkpoint is not None:
+        from ..models.complexity import measure_complexity
+        from ..train.checkpoint import load_model
+
+        gflop = measure_complexity(load_model(checkpoint)[0]).one_step_gflop
+    rows = []
+    for b in bundles or []:
+        console.print(f"bench {b} ...")
+        rows.append(bench_bundle(b, cfg, gflop))
+    if checkpoint is not None:
+        console.print(f"bench PyTorch reference rows for {checkpoint} ...")
+        rows += bench_pytorch(checkpoint, cfg, batches, iterative)
+    add_relative_numbers(rows)
+    result = {"machine": describe_machine(), "config": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
+              "rows": [r.to_dict() for r in rows]}
+    paths = write_outputs(result, out_dir)
+    table = Table(title="dae bench")
+    for c in COLUMNS:
+        table.add_column(c, justify="left" if c in ("row", "runs as", "speed-up vs iterative") else "right")
+    for r in result["rows"]:
+        table.add_row(*row_cells(r))
+    out.print(table)
+    console.print(f"written: {paths['json']}, {paths['markdown']}, {paths['chart']}")
