@@ -1,7 +1,9 @@
 """``dae demo``: the whole chain on the built-in dataset, with nothing but the install.
 
-Generates the synthetic dataset, trains a small model on the CPU for a few minutes, evaluates it
-on the test split and writes a Markdown report whose path it prints.
+Generates the synthetic dataset, trains a small model on the CPU for a few minutes, evaluates it,
+exports it to ONNX Runtime and OpenVINO (FP32 and INT8), benchmarks the bundles against PyTorch and
+the iterative samplers, runs `dae run` on a generated video, and writes a Markdown report (with
+the chart and NG overlays) whose path it prints.
 """
 
 from __future__ import annotations
@@ -34,11 +36,19 @@ def demo(
     fast: bool = typer.Option(False, "--fast", help="A much smaller setting (tiny preset, small data, seconds) for tests and smoke runs."),
     seed: int = typer.Option(0, help="Seed for data, weights and noise."),
 ) -> None:
-    """Generate data, train, evaluate and write a report: the product end to end on the CPU."""
+    """Generate data, train, evaluate, export (ONNX Runtime, OpenVINO; FP32, INT8), benchmark, run on a
+    video, and write a report: the product end to end on the CPU."""
     import torch
 
+    from ..bench.benchmark import BenchConfig, add_relative_numbers, bench_bundle, bench_pytorch
+    from ..bench.machine import describe_machine
+    from ..bench.report import to_markdown, write_outputs
     from ..evaluate.evaluator import evaluate, torch_predict_fn
+    from ..export.pipeline import ExportOptions, export_bundle
+    from ..runtime.live import RunOptions, run_stream
+    from ..runtime.predictor import open_predictor
     from ..train.trainer import Trainer
+    from .export_cmd import print_report
 
     t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -47,14 +57,14 @@ def demo(
     model_config = get_preset(preset)
     size = model_config.image_size
 
-    console.rule("1/3 data")
+    console.rule("1/6 data")
     n = dict(n_train=24, n_test_good=6, n_test_per_defect=4) if fast else dict(n_train=120, n_test_good=20, n_test_per_defect=12)
     data_root = out / "data"
     generate_dataset(data_root, category="surface", size=max(size, 64) if fast else 256, seed=seed, **n)
     dataset = MVTecCategory(data_root, "surface")
     console.print(f"built-in dataset: {len(dataset.train_images)} normal training images, {len(dataset.test_samples)} test images in {dataset.path}")
 
-    console.rule(f"2/3 train ({preset}, {minutes:g} min)")
+    console.rule(f"2/6 train ({preset}, {minutes:g} min)")
     recipe = dict(QUICK_RECIPE, crop_size=min(QUICK_RECIPE["crop_size"], size))
     cfg = TrainConfig(steps=10_000_000, seed=seed, checkpoint_every=0, **recipe).validate()
     ckpt = out / f"{preset}.pt"
@@ -68,13 +78,47 @@ def demo(
         result = trainer.fit(report, time_budget_s=minutes * 60)
     console.print(f"trained {result.step} steps; checkpoint {ckpt}")
 
-    console.rule("3/3 evaluate")
+    console.rule("3/6 evaluate")
     predict = torch_predict_fn(trainer.model, "one-step", trainer.device)
     with progress_bar("eval", len(dataset.test_samples), extra=False) as bar:
         ev = evaluate(dataset, predict, size, progress=lambda d, t: bar.update(bar.task_ids[0], completed=d))
-    res = _nan_to_none(ev.to_dict())
     _print_table(ev.to_dict(), f"built-in surface: {preset} after {result.step} steps")
-    atomic_write(out / "eval.json", lambda tmp: Path(tmp).write_text(json.dumps(res, indent=2)))
+    atomic_write(out / "eval.json", lambda tmp: Path(tmp).write_text(json.dumps(_nan_to_none(ev.to_dict()), indent=2)))
+
+    console.rule("4/6 export (ONNX Runtime and OpenVINO, FP32 and INT8)")
+    bundles = []
+    for target, precision in (("onnxruntime-cpu", "fp32"), ("onnxruntime-cpu", "int8"), ("openvino-cpu", "fp32"), ("openvino-cpu", "int8")):
+        console.print(f"export {target} {precision} ...")
+        res = export_bundle(ExportOptions(
+            checkpoint=ckpt, target=target, precision=precision, out_dir=out / "exports" / f"{target}-{precision}",
+            input_size=size, calibration_count=8 if fast else 32, eval_data=dataset.path, keep_failed=True, overwrite=True,
+        ), log=lambda m: None)
+        print_report(res.metadata)
+        bundles.append(res)
+
+    console.rule("5/6 benchmark")
+    bcfg = BenchConfig(warmup=2, iterations=5 if fast else 20, iterative_iterations=1, eval_data=dataset.path,
+                       iterative_eval_limit=4 if fast else 12, iterative_start=20 if fast else None)
+    rows = [bench_bundle(b.bundle, bcfg, None) for b in bundles]
+    rows += bench_pytorch(ckpt, bcfg, [1], iterative=True)
+    gflop = rows[-3].gflop_per_image  # the one-step PyTorch row knows the model's GFLOP
+    for r in rows[: len(bundles)]:
+        r.gflop_per_image = gflop
+        r.gflops_achieved = gflop / (r.latency_ms["inference"]["mean"] / 1000) if gflop else None
+    add_relative_numbers(rows)
+    bench_result = {"machine": describe_machine(), "rows": [r.to_dict() for r in rows]}
+    bench_paths = write_outputs(bench_result, out / "bench")
+    console.print(to_markdown(bench_result))
+
+    console.rule("6/6 dae run on a generated video")
+    video = _make_video(dataset, out / "line.mp4")
+    run_bundle = bundles[1].bundle  # ONNX Runtime INT8
+    with open_predictor(run_bundle) as predictor:
+        summary = run_stream(predictor, str(video), RunOptions(save_video=out / "run_overlay.mp4", save_frames=out / "ng_frames",
+                                                              events=out / "events.jsonl"))
+    run_s = summary.to_dict()
+    console.print(f"{run_s['frames']} frames, {run_s['ng']} NG, end-to-end {run_s['end_to_end_fps']:.1f} FPS, model {run_s['model_fps']:.1f} FPS")
+    ng_frames = sorted((out / "ng_frames").glob("*.png"))[:3]
 
     report_path = out / "report.md"
     lines = [
@@ -91,7 +135,32 @@ def demo(
     for defect, m in ev.per_type.items():
         lines.append(f"| {defect} | " + " | ".join(_fmt(m[k]) for k in METRIC_NAMES) + " |")
     lines.append("| **overall** | " + " | ".join(_fmt(ev.overall[k]) for k in METRIC_NAMES) + " |")
+    lines += ["", "## Exports", "", "| bundle | passed | map max err vs PyTorch | image AUROC delta vs FP32 |", "|---|---|---|---|"]
+    for b in bundles:
+        c = b.metadata["checks"]
+        d = (c.get("accuracy") or {}).get("delta", {}).get("image_auroc")
+        lines.append(f"| `{b.bundle.relative_to(out)}` | {c['passed']} | {c['artifact_vs_pytorch']['map_max_abs_error']:.2e} | {_fmt(d)} |")
+    lines += ["", "## Benchmark", "", to_markdown(bench_result).split("\n", 2)[2], f"![latency vs accuracy]({bench_paths['chart'].relative_to(out)})"]
+    lines += ["", "## dae run", "", f"{run_s['frames']} frames of `line.mp4`, {run_s['ng']} NG, end-to-end {run_s['end_to_end_fps']:.1f} FPS "
+              f"(model only {run_s['model_fps']:.1f} FPS); overlay video `run_overlay.mp4`, events `events.jsonl`.", ""]
+    lines += [f"![NG frame]({p.relative_to(out)})" for p in ng_frames]
     lines += ["", f"Total demo time {time.perf_counter() - t_start:.0f} s."]
     atomic_write(report_path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
     console.print(f"report: {report_path}")
     print(report_path)
+
+
+def _make_video(dataset: MVTecCategory, path: Path, fps: float = 5.0) -> Path:
+    """A short 'production line' video: the test images in a seeded order (good and defective)."""
+    import cv2
+    import numpy as np
+
+    samples = list(dataset.test_samples)
+    order = np.random.default_rng(0).permutation(len(samples))[:30]
+    first = cv2.imread(str(samples[order[0]].image_path))
+    h, w = first.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for i in order:
+        writer.write(cv2.resize(cv2.imread(str(samples[i].image_path)), (w, h)))
+    writer.release()
+    return path
