@@ -163,8 +163,9 @@ def bench_pytorch(checkpoint: Path, cfg: BenchConfig, batches: list[int], iterat
             gflop = calls * c.denoiser_gflop_per_pass + c.segmenter_gflop
             row = _finish(Row(f"pytorch {label}", "pytorch", "fp32", "fp32", 1, gflop, size_mib), lat, n)
             it_limit = min(cfg.iterative_eval_limit, cfg.eval_limit or cfg.iterative_eval_limit)
-            row.accuracy = _accuracy(predict, size, cfg, it_limit)
-            row.note = f"{calls} denoiser calls; accuracy on {it_limit} images" if cfg.eval_data else f"{calls} denoiser calls"
+            # 0 skips it: hundreds of network calls per image make iterative accuracy costly on a CPU.
+            row.accuracy = _accuracy(predict, size, cfg, it_limit) if it_limit > 0 else None
+            row.note = f"{calls} denoiser calls" + (f"; accuracy on {it_limit} images" if cfg.eval_data and it_limit > 0 else "")
             rows.append(row)
     return rows
 

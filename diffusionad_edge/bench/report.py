@@ -46,8 +46,10 @@ def draw_chart(result: dict, path: Path) -> Path:
     rows = result["rows"]
     W, H, pad = 900, 560, 80
     img = np.full((H, W, 3), 255, np.uint8)
+    have_acc = any(r.get("accuracy") for r in rows)
+    if have_acc:  # rows measured for speed only (e.g. iterative) are left out of an accuracy chart
+        rows = [r for r in rows if r.get("accuracy")]
     xs = np.array([r["latency_ms"]["inference"]["p50"] for r in rows])
-    have_acc = all(r.get("accuracy") for r in rows)
     ys = np.array([r["accuracy"]["image_auroc"] if have_acc else r["fps"] for r in rows], dtype=float)
     ys = np.nan_to_num(ys, nan=0.0)
     lx = np.log10(np.maximum(xs, 1e-3))

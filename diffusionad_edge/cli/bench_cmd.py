@@ -21,6 +21,7 @@ def bench(
     batch: str = typer.Option("1", help="Batch sizes for the PyTorch rows, e.g. 1,4 (bundles use their fixed batch)."),
     iterative: bool = typer.Option(True, help="Add the paper's iterative rows (DDPM from t_b, DDIM 30) for the checkpoint."),
     iterative_iterations: int = typer.Option(1, min=1, help="Timed runs of each iterative row (they are slow)."),
+    iterative_eval_limit: int = typer.Option(12, min=0, help="Images for the iterative rows' accuracy (0: timing only; they make hundreds of network calls per image)."),
     iterative_start: Optional[int] = typer.Option(None, min=1, help="Start the iterative rows at this t (default: the model's t_b=400, the paper's setting)."),
     eval_data: Optional[Path] = typer.Option(None, help="MVTec-layout folder: accuracy beside speed."),
     eval_category: Optional[str] = typer.Option(None, help="Category under --eval-data."),
@@ -38,7 +39,7 @@ def bench(
         batches = [int(b) for b in batch.split(",") if b.strip()]
     except ValueError:
         raise ConfigError(f"--batch must be comma-separated integers (got {batch!r})") from None
-    cfg = BenchConfig(warmup=warmup, iterations=iterations, seconds=seconds, iterative_iterations=iterative_iterations, iterative_start=iterative_start,
+    cfg = BenchConfig(warmup=warmup, iterations=iterations, seconds=seconds, iterative_iterations=iterative_iterations, iterative_start=iterative_start, iterative_eval_limit=iterative_eval_limit,
                       eval_data=eval_data, eval_category=eval_category, eval_limit=eval_limit)
     gflop = None
     if checkpoint is not None:

@@ -98,7 +98,7 @@ def demo(
 
     console.rule("5/6 benchmark")
     bcfg = BenchConfig(warmup=2, iterations=5 if fast else 20, iterative_iterations=1, eval_data=dataset.path,
-                       iterative_eval_limit=4 if fast else 12, iterative_start=20 if fast else None)
+                       iterative_eval_limit=4 if fast else 0, iterative_start=20 if fast else None)
     rows = [bench_bundle(b.bundle, bcfg, None) for b in bundles]
     rows += bench_pytorch(ckpt, bcfg, [1], iterative=True)
     gflop = rows[-3].gflop_per_image  # the one-step PyTorch row knows the model's GFLOP

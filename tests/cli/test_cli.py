@@ -68,3 +68,19 @@ def test_train_then_eval_cli(tmp_path, tiny_dataset):
     assert set(result["overall"]) == {"image_auroc", "pixel_auroc", "pixel_ap", "aupro"}
     assert set(result["per_type"]) == {"hole", "scratch", "spot"}
     assert all(0.0 <= v <= 1.0 for v in result["overall"].values())
+
+
+def test_demo_fast_report_references_existing_files(tmp_path):
+    import re
+
+    res = dae("demo", "--fast", "--out", tmp_path / "demo", timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = tmp_path / "demo" / "report.md"
+    assert res.stdout.strip().splitlines()[-1] == str(report)
+    text = report.read_text()
+    links = re.findall(r"\]\(([^)]+)\)", text) + re.findall(r"`((?:exports|ng_frames|bench)/[^`]+)`", text)
+    assert any(l.endswith(".png") for l in links) and len(links) >= 5
+    for link in links:
+        assert (report.parent / link).exists(), link
+    for name in ("run_overlay.mp4", "events.jsonl", "bench/bench.json", "eval.json"):
+        assert (report.parent / name).is_file()

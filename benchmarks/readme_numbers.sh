@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Regenerates the numbers quoted in README.md on this kind of machine: the built-in dataset, the
+# edge preset trained for 4 CPU minutes, its evaluation, the four CPU bundles and the benchmark
+# (with the machine described in bench/bench.json: CPU model, cores, ISA flags, library versions).
+#
+# Usage: bash benchmarks/readme_numbers.sh [OUT_DIR]        (about 10-15 minutes on 2 cores)
+set -euo pipefail
+out="${1:-benchmarks/results}"
+dae demo --out "$out" --minutes 4
+echo "numbers: $out/report.md  (benchmark table: $out/bench/bench.md, chart: $out/bench/bench.png)"
