@@ -31,7 +31,7 @@ QUICK_RECIPE = dict(batch_size=16, crop_size=64, lr_denoiser=5e-4, lr_segmenter=
 
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Folder for the dataset, checkpoint and report."),
-    minutes: float = typer.Option(4.0, min=0.05, help="Training time budget in minutes."),
+    minutes: float = typer.Option(3.0, min=0.05, help="Training time budget in minutes."),
     preset: str = typer.Option("edge", help="Model preset to train."),
     fast: bool = typer.Option(False, "--fast", help="A much smaller setting (tiny preset, small data, seconds) for tests and smoke runs."),
     seed: int = typer.Option(0, help="Seed for data, weights and noise."),
@@ -97,7 +97,7 @@ def demo(
         bundles.append(res)
 
     console.rule("5/6 benchmark")
-    bcfg = BenchConfig(warmup=2, iterations=5 if fast else 20, iterative_iterations=1, eval_data=dataset.path,
+    bcfg = BenchConfig(warmup=2, iterations=5 if fast else 10, iterative_iterations=1, eval_data=dataset.path,
                        iterative_eval_limit=4 if fast else 0, iterative_start=20 if fast else None)
     rows = [bench_bundle(b.bundle, bcfg, None) for b in bundles]
     rows += bench_pytorch(ckpt, bcfg, [1], iterative=True)
