@@ -198,6 +198,8 @@ class TrainConfig:
     val_fraction: float = 0.1
     foreground: str = "auto"
     textures: str | None = None
+    # Folder of user foreground masks (<stem>.png per training image); overrides the estimate.
+    foreground_masks: str | None = None
     # Train on random crop_size x crop_size patches instead of whole images (None: whole images).
     crop_size: int | None = None
     checkpoint_every: int = 500

@@ -28,6 +28,7 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="Continue from this checkpoint (its preset and optimiser state)."),
     textures: Optional[Path] = typer.Option(None, help="DTD-style texture folder for anomaly synthesis (default: self-augmentation + procedural textures)."),
     foreground: str = typer.Option(_DEFAULTS.foreground, help="Where anomalies may appear: auto (estimated object), object, texture (whole image)."),
+    foreground_masks: Optional[Path] = typer.Option(None, help="Folder of your own foreground masks, <image stem>.png per training image (white = object)."),
     val_fraction: float = typer.Option(_DEFAULTS.val_fraction, help="Share of train/good held out (never trained on) for validation and thresholds."),
     checkpoint_every: int = typer.Option(_DEFAULTS.checkpoint_every, help="Write the checkpoint every N steps (0: only at the end and on Ctrl-C)."),
     workers: int = typer.Option(_DEFAULTS.num_workers, help="Data-loader worker processes for anomaly synthesis."),
@@ -40,6 +41,7 @@ def train(
     cfg = TrainConfig(
         steps=steps, batch_size=batch_size, lr_denoiser=lr_denoiser, lr_segmenter=lr_segmenter, seed=seed,
         val_fraction=val_fraction, foreground=foreground, textures=str(textures) if textures else None,
+        foreground_masks=str(foreground_masks) if foreground_masks else None,
         checkpoint_every=checkpoint_every, num_workers=workers, amp=amp, crop_size=crop_size,
     ).validate()
     model_config = get_preset(preset)

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import DaeError, MissingDependencyError
 from .runners import Runner
-from .tensorrt_engine import TRT_HINT, current_gpu_name, find_engine, require_real_tensorrt
+from .tensorrt_engine import (FINGERPRINT, TRT_HINT, EngineMismatchError, build_engine, current_gpu_name, find_engine,
+                              require_real_tensorrt)
 
 
 class _PyCudaMemory:
@@ -112,8 +113,15 @@ class TensorRTRunner(Runner):
         except ImportError:
             raise MissingDependencyError(TRT_HINT) from None
         require_real_tensorrt(trt)
-        engine = find_engine(folder, trt.__version__, current_gpu_name())
+        gpu = current_gpu_name()
         plan = meta["tensorrt"]
+        try:
+            engine = find_engine(folder, trt.__version__, gpu)
+        except EngineMismatchError:
+            if (folder / FINGERPRINT).is_file():
+                raise  # an engine from another TensorRT/GPU: refuse, the message says how to rebuild
+            # First run on this device: build the engine now (minutes), then use it.
+            engine = build_engine(folder, plan, gpu_name=gpu)
         return cls(engine, int(meta["input"]["batch"]), plan["precision"], bool(plan.get("cuda_graph")))
 
     def activate_impl(self) -> None:

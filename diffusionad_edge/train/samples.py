@@ -24,6 +24,27 @@ from ..data.synthesis import AnomalySynthesizer
 from ..errors import DataError
 
 
+def load_foreground_masks(paths: Sequence[Path], folder: str | Path, size: int) -> list[np.ndarray]:
+    """The user's foreground masks, one per training image: ``<folder>/<stem>.png`` or
+    ``<folder>/<stem>_mask.png`` (nonzero = where anomalies may be synthesised), resized to ``size``."""
+    from ..data.preprocess import read_mask
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"foreground mask folder not found: {folder}")
+    masks = []
+    for p in paths:
+        candidates = [folder / f"{p.stem}.png", folder / f"{p.stem}_mask.png"]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise DataError(f"no foreground mask for training image {p}: expected {candidates[0]}")
+        m = read_mask(found, size)
+        if not m.any():
+            raise DataError(f"foreground mask is empty: {found}")
+        masks.append(m > 0)
+    return masks
+
+
 def load_images(paths: Sequence[Path], size: int) -> list[np.ndarray]:
     """Read and resize images once (RGB uint8 size x size x 3): the training set lives in memory."""
     if not paths:
@@ -43,6 +64,7 @@ class SyntheticAnomalySamples(Dataset):
         seed: int,
         foreground_mode: str = "auto",
         crop_size: int | None = None,
+        user_masks: list[np.ndarray] | None = None,
     ):
         self.images = images
         self.crop_size = crop_size
@@ -50,7 +72,8 @@ class SyntheticAnomalySamples(Dataset):
         self.batch_size = batch_size
         self.seed = seed
         # The foreground estimate depends on the image only: compute it once per image.
-        self.foregrounds = [foreground_for(img, foreground_mode) for img in images]
+        masks = user_masks or [None] * len(images)
+        self.foregrounds = [foreground_for(img, foreground_mode, m) for img, m in zip(images, masks)]
 
     def __len__(self) -> int:  # effectively unbounded: indices come from StepSampler
         return 2**62

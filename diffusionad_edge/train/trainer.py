@@ -31,7 +31,7 @@ from ..evaluate.metrics import image_auroc
 from ..models.detector import DiffusionAD
 from .checkpoint import load_model, read_checkpoint, save_checkpoint
 from .losses import diffusionad_loss
-from .samples import StepSampler, SyntheticAnomalySamples, load_images
+from .samples import StepSampler, SyntheticAnomalySamples, load_foreground_masks, load_images
 
 
 class TrainingInterrupted(DaeError):
@@ -139,6 +139,7 @@ class Trainer:
         self.samples = SyntheticAnomalySamples(
             load_images(train_paths, size), self.synthesizer, self.cfg.batch_size, self.cfg.seed, self.cfg.foreground,
             crop_size=self.cfg.crop_size,
+            user_masks=load_foreground_masks(train_paths, self.cfg.foreground_masks, size) if self.cfg.foreground_masks else None,
         )
 
     # -- persistence ---------------------------------------------------------------------------

@@ -99,3 +99,24 @@ def test_corrupt_and_unsafe_checkpoints_are_refused(tmp_path, tiny_checkpoint):
         load_model(evil)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_model(tmp_path / "none.pt")
+
+
+def test_user_foreground_masks_restrict_synthesis(tiny_dataset, tmp_path):
+    import cv2
+    import numpy as np
+
+    from diffusionad_edge.errors import DataError
+
+    masks = tmp_path / "fg"
+    masks.mkdir()
+    for p in tiny_dataset.train_images:
+        m = np.zeros((64, 64), np.uint8)
+        m[:, :20] = 255  # only the left third is "object"
+        cv2.imwrite(str(masks / f"{p.stem}.png"), m)
+    trainer = _trainer(tiny_dataset, tmp_path / "m.pt", steps=1, foreground_masks=str(masks), crop_size=None)
+    anomalous = [trainer.samples[i] for i in range(2, 4)]  # second half of a batch of 4
+    for _, mask, clean in anomalous:
+        assert not bool(clean) and mask.sum() > 0 and mask[0, :, 21:].sum() == 0
+    (masks / f"{tiny_dataset.train_images[0].stem}.png").unlink()
+    with pytest.raises(DataError, match="no foreground mask"):
+        _trainer(tiny_dataset, tmp_path / "m.pt", steps=1, foreground_masks=str(masks))
