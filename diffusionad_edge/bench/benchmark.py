@@ -134,7 +134,6 @@ def bench_bundle(path: Path, cfg: BenchConfig, gflop: float | None) -> Row:
 
 
 def bench_pytorch(checkpoint: Path, cfg: BenchConfig, batches: list[int], iterative: bool) -> list[Row]:
-    import torch
 
     from ..evaluate.evaluator import torch_predict_fn
     from ..models.complexity import measure_complexity

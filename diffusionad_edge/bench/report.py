@@ -32,7 +32,7 @@ def row_cells(r: dict) -> list[str]:
 
 def to_markdown(result: dict) -> str:
     m = result["machine"]
-    lines = [f"# dae bench", "", f"Machine: {m['cpu']}, {m['logical_cores']} logical cores, ISA {' '.join(m['isa']) or 'n/a'}; "
+    lines = ["# dae bench", "", f"Machine: {m['cpu']}, {m['logical_cores']} logical cores, ISA {' '.join(m['isa']) or 'n/a'}; "
              + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v), "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row_cells(r)) + " |" for r in result["rows"]]

@@ -37,7 +37,7 @@ def run(
     opts = RunOptions(save_video=save, save_frames=save_frames, events=events, max_frames=max_frames, show=show,
                       image_threshold=threshold, pixel_threshold=pixel_threshold)
     with open_predictor(model, backend) as predictor:
-        console.print(f"running {model} ({predictor.metadata.get('backend')}, {predictor.metadata.get('precision')}) on {src}"
+        console.print(f"running {model} ({predictor.metadata.get('backend')}, {predictor.metadata.get('precision')}) on {describe(src)}"
                       + ("" if show else " (headless)") + "; Ctrl-C to stop")
         summary = run_stream(predictor, src, opts)
     s = summary.to_dict()

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 
 def dae(*args, env_extra=None, timeout=300):

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import threading
 import time
 
 import cv2
