@@ -6,5 +6,5 @@
 # Usage: bash benchmarks/readme_numbers.sh [OUT_DIR]        (about 10-15 minutes on 2 cores)
 set -euo pipefail
 out="${1:-benchmarks/results}"
-dae demo --out "$out" --minutes 4  # README's numbers: 4 minutes (the demo's default is 3)
+dae demo --out "$out" --minutes 4
 echo "numbers: $out/report.md  (benchmark table: $out/bench/bench.md, chart: $out/bench/bench.png)"

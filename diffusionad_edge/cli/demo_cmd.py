@@ -31,7 +31,7 @@ QUICK_RECIPE = dict(batch_size=16, crop_size=64, lr_denoiser=5e-4, lr_segmenter=
 
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Folder for the dataset, checkpoint and report."),
-    minutes: float = typer.Option(3.0, min=0.05, help="Training time budget in minutes."),
+    minutes: float = typer.Option(4.0, min=0.05, help="Training time budget in minutes (4 reach image AUROC 1.0 on the built-in data here; 2 may not)."),
     preset: str = typer.Option("edge", help="Model preset to train."),
     fast: bool = typer.Option(False, "--fast", help="A much smaller setting (tiny preset, small data, seconds) for tests and smoke runs."),
     seed: int = typer.Option(0, help="Seed for data, weights and noise."),
