@@ -167,6 +167,10 @@ def _tiny() -> ModelConfig:
     )
 
 
+#: Inference paradigms of the detector (``DiffusionAD.detect``): the product's one-step mode and
+#: the paper's iterative references.
+MODES = ("one-step", "iterative", "ddim")
+
 PRESETS = {"paper": _paper, "edge": _edge, "tiny": _tiny}
 
 

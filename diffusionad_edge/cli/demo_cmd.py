@@ -44,6 +44,7 @@ def demo(
     from ..bench.machine import describe_machine
     from ..bench.report import to_markdown, write_outputs
     from ..evaluate.evaluator import evaluate, torch_predict_fn
+    from ..models.complexity import measure_complexity
     from ..export.pipeline import ExportOptions, export_bundle
     from ..runtime.live import RunOptions, run_stream
     from ..runtime.predictor import open_predictor
@@ -99,12 +100,9 @@ def demo(
     console.rule("5/6 benchmark")
     bcfg = BenchConfig(warmup=2, iterations=5 if fast else 10, iterative_iterations=1, eval_data=dataset.path,
                        iterative_eval_limit=4 if fast else 0, iterative_start=20 if fast else None)
-    rows = [bench_bundle(b.bundle, bcfg, None) for b in bundles]
+    gflop = measure_complexity(trainer.model).one_step_gflop
+    rows = [bench_bundle(b.bundle, bcfg, gflop) for b in bundles]
     rows += bench_pytorch(ckpt, bcfg, [1], iterative=True)
-    gflop = rows[-3].gflop_per_image  # the one-step PyTorch row knows the model's GFLOP
-    for r in rows[: len(bundles)]:
-        r.gflop_per_image = gflop
-        r.gflops_achieved = gflop / (r.latency_ms["inference"]["mean"] / 1000) if gflop else None
     add_relative_numbers(rows)
     bench_result = {"machine": describe_machine(), "rows": [r.to_dict() for r in rows]}
     bench_paths = write_outputs(bench_result, out / "bench")

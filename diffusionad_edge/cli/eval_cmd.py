@@ -12,10 +12,10 @@ from rich.table import Table
 
 from ..evaluate.metrics import nan_to_none as _nan_to_none
 from ..train.atomic import atomic_write
+from ..config import MODES
 from ..errors import ConfigError
 from .common import console, open_dataset, out, progress_bar
 
-MODES = ("one-step", "iterative", "ddim")  # as models.detector.MODES, without importing torch
 METRIC_NAMES = ("image_auroc", "pixel_auroc", "pixel_ap", "aupro")
 
 

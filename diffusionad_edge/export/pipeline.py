@@ -29,9 +29,8 @@ import torch
 from .. import __version__
 from ..config import ModelConfig
 from ..data.mvtec import MVTecCategory
-from ..data.preprocess import resize_image, to_chw_float
+from ..data.preprocess import read_image, resize_image, to_chw_float
 from ..data.synthesis import AnomalySynthesizer
-from ..data.preprocess import read_image
 from ..errors import ConfigError, DaeError
 from ..evaluate.evaluator import evaluate
 from ..evaluate.metrics import nan_to_none

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import MODES, ModelConfig  # MODES is re-exported here
 from .schedule import LinearSchedule, _gather
 from .seg import SegmentationUNet
 from .unet import DenoisingUNet
 
-MODES = ("one-step", "iterative", "ddim")
 
 
 @dataclass
