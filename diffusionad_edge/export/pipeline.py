@@ -177,6 +177,11 @@ def _build_artifact(profile: TargetProfile, precision: str, fp32_onnx: Path, wor
 
             log(f"quantizing to Q/DQ INT8 on {len(calib.images)} calibration images ...")
             quantize_onnx_qdq(fp32_onnx, target, calib.images, batch)
+        elif precision == "fp16" and profile.backend == "tensorrt":
+            from .onnx_fp16 import convert_onnx_fp16
+
+            log("converting the graph to FP16 (TensorRT builds FP16 from the ONNX's own types) ...")
+            convert_onnx_fp16(fp32_onnx, target)
         else:
             shutil.copyfile(fp32_onnx, target)
         return [target], target.name
@@ -269,7 +274,10 @@ def export_bundle(opts: ExportOptions, log: Log = print) -> ExportResult:
             if profile.backend == "tensorrt":
                 # The engine is built on the device; here the ONNX it will be built from is checked.
                 artifact_runner: Runner = OnnxRuntimeRunner(files[0], fixed_batch=batch)
-                checks["artifact_runs_as"] = "onnxruntime-cpu (the TensorRT engine is built and checked on the device)"
+                fp16_note = (" (FP16 tensors, rounded at every op boundary; ops without a CPU FP16 kernel compute "
+                             "in FP32 between casts)") if precision == "fp16" else ""
+                checks["artifact_runs_as"] = (f"onnxruntime-cpu on the very ONNX the device builds from{fp16_note}; "
+                                              "the TensorRT engine itself is built and checked on the device")
             else:
                 artifact_runner = make_runner(staging, meta_stub)
             with artifact_runner:

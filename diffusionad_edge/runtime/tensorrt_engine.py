@@ -31,6 +31,12 @@ def require_real_tensorrt(trt: object) -> None:
         raise MissingDependencyError(TRT_HINT)
 
 
+def uses_strongly_typed(trt: Any) -> bool:
+    """True where the builder has no FP16/INT8 precision flags (TensorRT 11 and later): the
+    network must be strongly typed and the precision is the ONNX's own."""
+    return not hasattr(trt.BuilderFlag, "FP16")
+
+
 class EngineMismatchError(DaeError):
     """The engine in a bundle was built for another TensorRT version or GPU."""
 
@@ -69,16 +75,13 @@ def current_gpu_name() -> str:
         return str(cuda.Device(0).name())
     except ImportError:
         pass
+    from .cuda_memory import CUDA_HINT, cuda_check, import_cudart
+
     try:
-        from cuda.bindings import runtime as cudart  # type: ignore[import-not-found]
+        cudart = import_cudart()
     except ImportError:
-        try:
-            from cuda import cudart  # type: ignore[import-not-found,no-redef]
-        except ImportError:
-            raise MissingDependencyError(
-                "neither pycuda nor cuda-python is importable: pip install 'diffusionad_edge[jetson]' (pycuda) or cuda-python"
-            ) from None
-    err, props = cudart.cudaGetDeviceProperties(0)
+        raise MissingDependencyError(CUDA_HINT) from None
+    props = cuda_check(cudart, cudart.cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
     name = props.name
     return (name.decode() if isinstance(name, bytes) else str(name)).rstrip("\x00")
 
@@ -93,7 +96,10 @@ def build_engine(bundle: Path, plan: dict[str, Any], log: Callable[[str], None] 
     gpu = gpu_name or current_gpu_name()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    strongly_typed = uses_strongly_typed(trt)
+    # Explicit batch is the only mode since TensorRT 10; strongly typed takes each tensor's type
+    # from the ONNX (the only mode in TensorRT 11, whose builder has no precision flags).
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0)
     parser = trt.OnnxParser(network, logger)
     onnx_path = bundle / plan["onnx"]
     if not parser.parse_from_file(str(onnx_path)):
@@ -103,7 +109,7 @@ def build_engine(bundle: Path, plan: dict[str, Any], log: Callable[[str], None] 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(plan["workspace_mib"]) << 20)
     config.builder_optimization_level = int(plan["builder_optimization_level"])
-    flags = plan["builder_flags"]
+    flags = [] if strongly_typed else plan["builder_flags"]
     if "FP16" in flags:
         if builder.platform_has_fast_fp16:
             config.set_flag(trt.BuilderFlag.FP16)
@@ -112,6 +118,8 @@ def build_engine(bundle: Path, plan: dict[str, Any], log: Callable[[str], None] 
     if "INT8" in flags:
         # The ONNX carries Q/DQ pairs (explicit quantization): no calibrator is needed or used.
         config.set_flag(trt.BuilderFlag.INT8)
+    if strongly_typed:
+        log(f"TensorRT {trt.__version__} builds strongly typed: precision {plan['precision']} comes from the ONNX's types")
     if plan.get("dla_core") is not None:
         if builder.num_DLA_cores == 0:
             raise DaeError("the profile asks for DLA, but this device has no DLA cores; use a non-DLA target")
@@ -133,7 +141,8 @@ def build_engine(bundle: Path, plan: dict[str, Any], log: Callable[[str], None] 
     _atomic_bytes(engine, bytes(serialized))
     _atomic_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
     _atomic_bytes(bundle / FINGERPRINT, json.dumps({"tensorrt": trt.__version__, "gpu": gpu, "engine": engine.name,
-                                                    "precision": plan["precision"]}, indent=2).encode())
+                                                    "precision": plan["precision"], "strongly_typed": strongly_typed},
+                                                   indent=2).encode())
     return engine
 
 

@@ -1,97 +1,20 @@
-"""TensorRT runner (TensorRT 10 API): page-locked host buffers, device buffers and a stream,
-every I/O tensor bound by name with ``set_tensor_address``, ``execute_async_v3``, and optional
-CUDA-graph replay. Uses pycuda when present, cuda-python otherwise.
+"""TensorRT runner (TensorRT 10 API): page-locked host buffers, device buffers and a stream
+(``cuda_memory``), every I/O tensor bound by name with ``set_tensor_address``,
+``execute_async_v3``, and optional CUDA-graph replay.
 """
 
 from __future__ import annotations
 
-import ctypes
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DaeError, MissingDependencyError
+from .cuda_memory import open_cuda_memory
 from .runners import Runner
 from .tensorrt_engine import (FINGERPRINT, TRT_HINT, EngineMismatchError, build_engine, current_gpu_name, find_engine,
                               require_real_tensorrt)
-
-
-class _PyCudaMemory:
-    """Host/device buffers and a stream through pycuda."""
-
-    def __init__(self) -> None:
-        import pycuda.autoinit  # type: ignore[import-not-found]  # noqa: F401  (creates the context)
-        import pycuda.driver as cuda  # type: ignore[import-not-found]
-
-        self.cuda = cuda
-        self.stream = cuda.Stream()
-        self.handle = self.stream.handle
-
-    def alloc(self, shape: tuple[int, ...], dtype: Any) -> tuple[np.ndarray, int, Any]:
-        host = self.cuda.pagelocked_empty(shape, dtype)
-        dev = self.cuda.mem_alloc(host.nbytes)
-        return host, int(dev), dev
-
-    def htod(self, dev: int, host: np.ndarray) -> None:
-        self.cuda.memcpy_htod_async(dev, host, self.stream)
-
-    def dtoh(self, host: np.ndarray, dev: int) -> None:
-        self.cuda.memcpy_dtoh_async(host, dev, self.stream)
-
-    def sync(self) -> None:
-        self.stream.synchronize()
-
-
-class _CudaPythonMemory:
-    """The same through cuda-python's runtime API (and CUDA graphs, which pycuda lacks)."""
-
-    def __init__(self) -> None:
-        try:
-            from cuda.bindings import runtime as cudart  # type: ignore[import-not-found]
-        except ImportError:
-            from cuda import cudart  # type: ignore[import-not-found,no-redef]
-        self.rt = cudart
-        err, self.stream = cudart.cudaStreamCreate()
-        self._check(err)
-        self.handle = int(self.stream)
-
-    def _check(self, err: Any) -> None:
-        if int(err) != 0:
-            raise DaeError(f"CUDA error {err}")
-
-    def alloc(self, shape: tuple[int, ...], dtype: Any) -> tuple[np.ndarray, int, Any]:
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        err, host_ptr = self.rt.cudaMallocHost(nbytes)
-        self._check(err)
-        host = np.ctypeslib.as_array((ctypes.c_byte * nbytes).from_address(host_ptr)).view(dtype).reshape(shape)
-        err, dev = self.rt.cudaMalloc(nbytes)
-        self._check(err)
-        return host, int(dev), dev
-
-    def htod(self, dev: int, host: np.ndarray) -> None:
-        kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._check(self.rt.cudaMemcpyAsync(dev, host.ctypes.data, host.nbytes, kind, self.stream)[0])
-
-    def dtoh(self, host: np.ndarray, dev: int) -> None:
-        kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._check(self.rt.cudaMemcpyAsync(host.ctypes.data, dev, host.nbytes, kind, self.stream)[0])
-
-    def sync(self) -> None:
-        self._check(self.rt.cudaStreamSynchronize(self.stream)[0])
-
-
-def _memory() -> Any:
-    try:
-        return _PyCudaMemory()
-    except ImportError:
-        pass
-    try:
-        return _CudaPythonMemory()
-    except ImportError:
-        raise MissingDependencyError(
-            "neither pycuda nor cuda-python is importable: pip install 'diffusionad_edge[jetson]' (pycuda) or cuda-python"
-        ) from None
 
 
 class TensorRTRunner(Runner):
@@ -127,7 +50,7 @@ class TensorRTRunner(Runner):
     def activate_impl(self) -> None:
         import tensorrt as trt
 
-        self.mem = _memory()
+        self.mem = open_cuda_memory()
         logger = trt.Logger(trt.Logger.WARNING)
         self.trt_runtime = trt.Runtime(logger)
         self.engine = self.trt_runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
@@ -136,19 +59,24 @@ class TensorRTRunner(Runner):
         self.context = self.engine.create_execution_context()
         self.inputs: dict[str, tuple[np.ndarray, int]] = {}
         self.outputs: dict[str, tuple[np.ndarray, int]] = {}
-        self._keep: list[Any] = []  # device allocations live as long as the runner
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
             dims = self.engine.get_tensor_shape(name)
             shape = tuple(int(dims[j]) for j in range(len(dims)))
+            if any(d < 0 for d in shape):
+                raise DaeError(f"engine tensor {name!r} has a dynamic shape {shape}; bundles export fixed shapes: rebuild it")
             dtype = trt.nptype(self.engine.get_tensor_dtype(name))
-            host, dev, handle = self.mem.alloc(shape, dtype)
-            self._keep.append(handle)
+            host, dev = self.mem.alloc(shape, dtype)
             self.context.set_tensor_address(name, dev)
             if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 self.inputs[name] = (host, dev)
             else:
                 self.outputs[name] = (host, dev)
+        missing = {"image", "anomaly_map", "score"} - set(self.inputs) - set(self.outputs)
+        if missing or len(self.inputs) != 1:
+            raise DaeError(f"{self.engine_path} is not a DiffusionAD bundle engine (I/O {sorted(self.inputs) + sorted(self.outputs)})")
+        if self.use_cuda_graph and not hasattr(self.mem, "capture"):
+            self.use_cuda_graph = False  # pycuda has no graph capture: plain enqueues
 
     def _enqueue(self) -> None:
         for host, dev in self.inputs.values():
@@ -158,32 +86,25 @@ class TensorRTRunner(Runner):
         for host, dev in self.outputs.values():
             self.mem.dtoh(host, dev)
 
-    def _capture_graph(self) -> None:
-        """Record one enqueue as a CUDA graph (cuda-python only) and replay it afterwards."""
-        rt = getattr(self.mem, "rt", None)
-        if rt is None:
-            self.use_cuda_graph = False  # pycuda has no graph capture: plain enqueues
-            return
-        rt.cudaStreamBeginCapture(self.mem.stream, rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal)
-        self._enqueue()
-        _, graph = rt.cudaStreamEndCapture(self.mem.stream)
-        _, self._graph_exec = rt.cudaGraphInstantiate(graph, 0)
-
     def infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        (host_in, _), = self.inputs.values()
+        host_in, _ = self.inputs["image"]
         np.copyto(host_in, batch.astype(host_in.dtype, copy=False))
         if self.use_cuda_graph and self._graph_exec is None:
-            self.context.execute_async_v3(self.mem.handle)  # TensorRT needs one run before capture
+            # TensorRT needs one ordinary run before capture; then copies + engine replay as one graph
+            # (the page-locked buffers never move, so the recorded addresses stay valid).
+            self._enqueue()
             self.mem.sync()
-            self._capture_graph()
+            self._graph_exec = self.mem.capture(self._enqueue)
         if self._graph_exec is not None:
-            self.mem.rt.cudaGraphLaunch(self._graph_exec, self.mem.stream)
+            self.mem.launch(self._graph_exec)
         else:
             self._enqueue()
         self.mem.sync()
         return self.outputs["anomaly_map"][0].astype(np.float32), self.outputs["score"][0].astype(np.float32)
 
     def deactivate_impl(self) -> None:
-        self._graph_exec = None
+        if self._graph_exec is not None:
+            self.mem.destroy_graph(self._graph_exec)
+            self._graph_exec = None
         del self.context, self.engine  # releases the TensorRT objects before their buffers
-        self._keep = []
+        self.mem.close()

@@ -18,7 +18,8 @@ from diffusionad_edge.runtime.tensorrt_engine import EngineMismatchError, build_
 from .stubfix import fixed_stub_copy
 
 ROOT = Path(__file__).resolve().parents[2]
-TRT_MODULES = [ROOT / "diffusionad_edge/runtime/tensorrt_engine.py", ROOT / "diffusionad_edge/runtime/tensorrt_runner.py"]
+TRT_MODULES = [ROOT / "diffusionad_edge/runtime/tensorrt_engine.py", ROOT / "diffusionad_edge/runtime/tensorrt_runner.py",
+               ROOT / "diffusionad_edge/runtime/cuda_memory.py"]
 
 
 def _real_tensorrt() -> bool:
@@ -59,6 +60,32 @@ def test_build_plan_and_trtexec_follow_the_profile(trt_bundles):
     assert nano["workspace_mib"] == 1024 and "--useDLACore" not in nano["trtexec"] and nano["explicit_quantization"]
     for b in trt_bundles.values():  # the ONNX the device builds from was checked here in onnxruntime
         assert b.metadata["checks"]["passed"] and "onnxruntime" in b.metadata["checks"]["artifact_runs_as"]
+
+
+def test_trtexec_strongly_typed_line_for_tensorrt_11(trt_bundles):
+    for b in trt_bundles.values():
+        plan = b.metadata["tensorrt"]
+        line = plan["trtexec_strongly_typed"]
+        assert "--stronglyTyped" in line and "--fp16" not in line and "--int8" not in line
+        assert line.split("--stronglyTyped")[0] in plan["trtexec"]  # same ONNX, pool, level, cache
+
+
+def test_fp16_bundle_carries_an_fp16_onnx_checked_in_onnxruntime(trt_bundles):
+    import onnx
+
+    result = trt_bundles[("jetson-orin", "fp16")]
+    model = onnx.load(str(result.bundle / result.metadata["entry"]))
+    fp16 = onnx.TensorProto.FLOAT16
+    conv_weights = {n.input[1] for n in model.graph.node if n.op_type == "Conv"}
+    inits = {i.name: i.data_type for i in model.graph.initializer}
+    assert conv_weights and all(inits[w] == fp16 for w in conv_weights)
+    # The I/O contract is unchanged: FP32 in and out, cast at the edges.
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in [*model.graph.input, *model.graph.output])
+    err = result.metadata["checks"]["artifact_vs_pytorch"]
+    # Really reduced precision (FP32 would be ~1e-6 from PyTorch), and still close.
+    assert 1e-5 < err["map_max_abs_error"] < 0.05, err
+    assert err["score_max_abs_error"] < 0.01 and result.metadata["checks"]["runtime_precision"] == "fp16"
+    assert "FP16 tensors" in result.metadata["checks"]["artifact_runs_as"]
 
 
 def test_engine_fingerprint_refuses_mismatch(tmp_path):
