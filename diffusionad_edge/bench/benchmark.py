@@ -19,6 +19,7 @@ import numpy as np
 
 from ..data.preprocess import preprocess, to_rgb
 from ..export.bundle import load_artifact
+from ..runtime.runners import runner_predict_fn
 from .machine import peak_rss_mib, reset_peak_rss
 
 
@@ -35,6 +36,9 @@ class BenchConfig:
     iterative_eval_limit: int = 12
     # Where the iterative reference samplers start (default: the model's t_b, as in the paper).
     iterative_start: int | None = None
+    # Take a bundle's accuracy from its export report when that was measured on the same data and
+    # limit (the same artifact on the same images gives the same numbers); else measure it.
+    accuracy_from_export: bool = False
 
 
 @dataclass
@@ -111,17 +115,17 @@ def _finish(row: Row, lat: dict, n: int) -> Row:
     return row
 
 
-def bench_bundle(path: Path, cfg: BenchConfig, gflop: float | None) -> Row:
+def bench_bundle(path: Path, cfg: BenchConfig, gflop: float | None = None) -> Row:
+    """Time one bundle (and measure its accuracy when ``cfg.eval_data`` is set). GFLOP per image come
+    from the bundle's metadata (its own input size); ``gflop`` is the fallback for older bundles."""
     reset_peak_rss()
     with load_artifact(path) as art:
         meta = art.metadata
+        gflop = (meta.get("complexity") or {}).get("gflop_per_image", gflop)
         art.runner.activate()
         size, batch = int(meta["input"]["size"]), int(meta["input"]["batch"])
 
-        def infer(x):
-            p = art.runner.infer(x)
-            return p.anomaly_map, p.score
-
+        infer = runner_predict_fn(art.runner)
         lat, n = time_pipeline(infer, size, batch, cfg.warmup, cfg.iterations, cfg.seconds, art.pixel_threshold or 0.5, cfg.frame_hw)
         runtime = art.runner.runtime_precision
         precision = meta["precision"]
@@ -129,8 +133,21 @@ def bench_bundle(path: Path, cfg: BenchConfig, gflop: float | None) -> Row:
         files_mib = sum((path / f).stat().st_size for f in meta["files"]) / 2**20
         row = Row(f"{meta['target']['name']} {precision}", meta["backend"], precision, runs_as, batch, gflop, files_mib)
         row = _finish(row, lat, n)
-        row.accuracy = _accuracy(infer, size, cfg, cfg.eval_limit)
+        reported = _export_accuracy(meta, cfg) if cfg.accuracy_from_export else None
+        if reported is not None:
+            row.accuracy, row.note = reported, "accuracy from the export check"
+        else:
+            row.accuracy = _accuracy(infer, size, cfg, cfg.eval_limit)
     return row
+
+
+def _export_accuracy(meta: dict[str, Any], cfg: BenchConfig) -> dict[str, float] | None:
+    """The bundle's accuracy as its export measured it, if on the data and limit asked for here."""
+    acc = (meta.get("checks") or {}).get("accuracy")
+    if not acc or cfg.eval_data is None or cfg.eval_category is not None:
+        return None
+    same_data = Path(acc["dataset"]).resolve() == Path(cfg.eval_data).resolve() and acc.get("limit") == cfg.eval_limit
+    return dict(acc["artifact"]) if same_data else None
 
 
 def bench_pytorch(checkpoint: Path, cfg: BenchConfig, batches: list[int], iterative: bool) -> list[Row]:

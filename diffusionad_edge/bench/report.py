@@ -20,6 +20,10 @@ def _f(v: Any, fmt: str = ".1f") -> str:
 COLUMNS = ("row", "runs as", "batch", "p50 ms", "p90 ms", "p99 ms", "infer p50", "FPS", "GFLOP/img", "GFLOP/s", "peak MiB", "size MiB", "img AUROC", "pix AUROC", "pix AP", "d img AUROC", "speed-up vs iterative")
 
 
+#: What fits an 80-100 column terminal; the full table is in bench.md.
+COMPACT_COLUMNS = ("row", "runs as", "p50 ms", "infer p50", "FPS", "img AUROC", "pix AP", "speed-up vs iterative")
+
+
 def row_cells(r: dict) -> list[str]:
     lat = r["latency_ms"]
     acc, delta = r.get("accuracy") or {}, r.get("accuracy_delta_vs_fp32") or {}
@@ -38,6 +42,9 @@ def to_markdown(result: dict) -> str:
     lines += ["| " + " | ".join(row_cells(r)) + " |" for r in result["rows"]]
     lines += ["", "Latency: preprocess (a 640x480 frame) + inference + postprocess, ms. `runs as`: the precision the backend "
               "really computed in. Speed-ups are ratios of measured inference times per image."]
+    notes = [f"- {r['name']}: {r['note']}" for r in result["rows"] if r.get("note")]
+    if notes:
+        lines += ["", "Notes:", *notes]
     return "\n".join(lines) + "\n"
 
 

@@ -31,7 +31,7 @@ def bench(
     """Benchmark bundles and the PyTorch model: p50/p90/p99 per stage, FPS, GFLOP/s, memory, size, accuracy."""
     from ..bench.benchmark import BenchConfig, add_relative_numbers, bench_bundle, bench_pytorch
     from ..bench.machine import describe_machine
-    from ..bench.report import COLUMNS, row_cells, write_outputs
+    from ..bench.report import COLUMNS, COMPACT_COLUMNS, row_cells, write_outputs
 
     if not bundles and checkpoint is None:
         raise ConfigError("give bundle folders and/or --checkpoint")
@@ -58,10 +58,13 @@ def bench(
     result = {"machine": describe_machine(), "config": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
               "rows": [r.to_dict() for r in rows]}
     paths = write_outputs(result, out_dir)
-    table = Table(title="dae bench")
-    for c in COLUMNS:
+    # All columns where the terminal is wide enough, else the essentials (bench.md has them all).
+    columns = COLUMNS if out.width >= 200 else COMPACT_COLUMNS
+    table = Table(title="dae bench" if columns is COLUMNS else "dae bench (essential columns; all in bench.md)")
+    for c in columns:
         table.add_column(c, justify="left" if c in ("row", "runs as", "speed-up vs iterative") else "right")
     for r in result["rows"]:
-        table.add_row(*row_cells(r))
+        cells = dict(zip(COLUMNS, row_cells(r)))
+        table.add_row(*(cells[c] for c in columns))
     out.print(table)
     console.print(f"written: {paths['json']}, {paths['markdown']}, {paths['chart']}")

@@ -10,11 +10,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..export.targets import list_targets
 from ..errors import ConfigError
+from ..export.checks import DEFAULT_MAX_DROP
+from ..export.targets import list_targets
 from .common import console, out
-
-DEFAULT_MAX_DROP = 0.02  # as export.pipeline.DEFAULT_MAX_DROP (which imports torch)
 
 
 def targets(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:

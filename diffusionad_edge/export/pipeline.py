@@ -28,27 +28,24 @@ import torch
 
 from .. import __version__
 from ..config import ModelConfig
-from ..data.mvtec import MVTecCategory
+from ..data.mvtec import MVTecCategory, load_test_arrays
 from ..data.preprocess import read_image, resize_image, to_chw_float
 from ..data.synthesis import AnomalySynthesizer
 from ..errors import ConfigError, DaeError
 from ..evaluate.evaluator import evaluate
 from ..evaluate.metrics import nan_to_none
+from ..models.complexity import measure_complexity
 from ..models.detector import DiffusionAD
 from ..quantize.calibration import CalibrationSet, from_manifest, from_training_images
-from ..runtime.runners import OnnxRuntimeRunner, Runner
+from ..runtime.runners import OnnxRuntimeRunner, Runner, runner_predict_fn
 from ..train.checkpoint import load_model
 from .bundle import FORMAT, FORMAT_VERSION, METADATA, make_runner, sha256
+from .checks import CHECK_IMAGES, DEFAULT_MAX_DROP, FP32_TOLERANCE
 from .graph import NOISE_CONTRACT, FixedStepDetector
 from .onnx_export import OPSET, export_onnx
 from .targets import TargetProfile, load_target
 from .thresholds import derive_thresholds
 
-#: FP32 artifacts must match PyTorch this closely (max abs error of map and score).
-FP32_TOLERANCE = 1e-3
-#: Default bound on the image-AUROC drop of a reduced precision against FP32.
-DEFAULT_MAX_DROP = 0.02
-CHECK_IMAGES = 16
 
 
 class ExportCheckFailed(DaeError):
@@ -218,17 +215,14 @@ def _auroc_validation(images: np.ndarray, labels: np.ndarray, batch: int):
     return items, validation_fn
 
 
-def _runner_predict_fn(runner: Runner):
-    def predict(batch: np.ndarray):
-        p = runner.infer(batch)
-        return p.anomaly_map, p.score
-
-    return predict
-
-
-def export_bundle(opts: ExportOptions, log: Log = print) -> ExportResult:
+def export_bundle(opts: ExportOptions, log: Log = print, reference_cache: dict[tuple, Any] | None = None) -> ExportResult:
     """Run the whole export; raises :class:`ExportCheckFailed` when a check fails (after writing
-    the bundle only if ``keep_failed``)."""
+    the bundle only if ``keep_failed``).
+
+    ``reference_cache``: pass the same dict to several exports of one checkpoint (``dae demo``) and
+    the FP32 references (PyTorch outputs, FP32 ONNX outputs and metrics) are computed once. They
+    are keyed by the checkpoint's hash, noise seed, input size, batch and evaluation set.
+    """
     profile = load_target(opts.target)
     precision = profile.check_precision(opts.precision)
     out_dir = Path(opts.out_dir)
@@ -236,10 +230,12 @@ def export_bundle(opts: ExportOptions, log: Log = print) -> ExportResult:
         raise ConfigError(f"output folder {out_dir} exists and is not empty; pass --overwrite or choose another --out")
     max_drop = DEFAULT_MAX_DROP if opts.max_drop is None else opts.max_drop
     model, payload = load_model(opts.checkpoint)
+    checkpoint_sha = sha256(opts.checkpoint)
     size = opts.input_size or profile.input_size
     if opts.input_size is None and size != model.config.image_size:
         log(f"note: exporting at the target's input size {size} (the model was trained at {model.config.image_size})")
     model = _resized_model(model, size)
+    complexity = measure_complexity(model)
     batch = profile.batch
     eval_ds = MVTecCategory(opts.eval_data, opts.eval_category) if opts.eval_data is not None else None
     if opts.accuracy_aware and (eval_ds is None or profile.backend != "openvino" or precision != "int8"):
@@ -258,15 +254,21 @@ def export_bundle(opts: ExportOptions, log: Log = print) -> ExportResult:
         check_images, check_labels, check_masks = _check_set(payload, size)
         validation = None
         if opts.accuracy_aware and eval_ds is not None:
-            ev_imgs, ev_labels = _eval_arrays(eval_ds, size, opts.eval_limit)
+            ev_imgs, ev_labels = load_test_arrays(eval_ds, size, opts.eval_limit)
             validation = _auroc_validation(ev_imgs, ev_labels, batch)
         files, entry = _build_artifact(profile, precision, fp32_onnx, staging, calib, batch, validation,
                                        max_drop if opts.accuracy_aware else None, log)
 
         log("checking parity with PyTorch ...")
-        reference = _torch_reference(graph, check_images)
+        cache = reference_cache if reference_cache is not None else {}
+        ref_key = (checkpoint_sha, opts.noise_seed, size, batch)
+        if ("torch",) + ref_key not in cache:
+            cache[("torch",) + ref_key] = _torch_reference(graph, check_images)
+        reference = cache[("torch",) + ref_key]
         with OnnxRuntimeRunner(fp32_onnx, fixed_batch=batch) as fp32_runner:
-            fp32_pred = fp32_runner.infer(check_images)
+            if ("fp32",) + ref_key not in cache:
+                cache[("fp32",) + ref_key] = fp32_runner.infer(check_images)
+            fp32_pred = cache[("fp32",) + ref_key]
             meta_stub = {"backend": profile.backend, "entry": entry, "input": {"batch": batch, "size": size},
                          "runtime_options": _runtime_options(profile, precision), "target": profile.to_dict()}
             failures: list[str] = []
@@ -299,11 +301,15 @@ def export_bundle(opts: ExportOptions, log: Log = print) -> ExportResult:
                         failures.append(f"FP32 artifact {key} {checks['artifact_vs_pytorch'][key]:.2e} > {FP32_TOLERANCE}")
                 if eval_ds is not None:
                     log(f"measuring accuracy on {eval_ds.path} (FP32 reference and {precision}) ...")
-                    fp32_metrics = evaluate(eval_ds, _runner_predict_fn(fp32_runner), size, batch_size=max(batch, 8), limit=opts.eval_limit)
+                    metrics_key = ("metrics",) + ref_key + (str(eval_ds.path.resolve()), opts.eval_limit)
+                    if metrics_key not in cache:
+                        cache[metrics_key] = evaluate(eval_ds, runner_predict_fn(fp32_runner), size, batch_size=max(batch, 8),
+                                                      limit=opts.eval_limit)
+                    fp32_metrics = cache[metrics_key]
                     art_metrics = fp32_metrics if artifact_runner is fp32_runner else evaluate(
-                        eval_ds, _runner_predict_fn(artifact_runner), size, batch_size=max(batch, 8), limit=opts.eval_limit)
+                        eval_ds, runner_predict_fn(artifact_runner), size, batch_size=max(batch, 8), limit=opts.eval_limit)
                     deltas = {k: art_metrics.overall[k] - fp32_metrics.overall[k] for k in fp32_metrics.overall}
-                    checks["accuracy"] = {"dataset": str(eval_ds.path), "fp32": fp32_metrics.overall,
+                    checks["accuracy"] = {"dataset": str(eval_ds.path), "limit": opts.eval_limit, "fp32": fp32_metrics.overall,
                                           "artifact": art_metrics.overall, "delta": deltas}
                     if precision != "fp32" and -deltas["image_auroc"] > max_drop:
                         failures.append(f"{precision} image AUROC drop {-deltas['image_auroc']:.4f} > --max-drop {max_drop}")
@@ -315,8 +321,11 @@ def export_bundle(opts: ExportOptions, log: Log = print) -> ExportResult:
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "versions": _versions(),
-            "checkpoint": {"path": str(opts.checkpoint), "sha256": sha256(opts.checkpoint), "step": payload.get("step")},
+            "checkpoint": {"path": str(opts.checkpoint), "sha256": checkpoint_sha, "step": payload.get("step")},
             "preset": model.config.preset, "model_config": model.config.to_dict(),
+            # At the exported input size, for GFLOP/s in `dae bench` without the checkpoint.
+            "complexity": {"gflop_per_image": complexity.one_step_gflop,
+                           "params_m": (complexity.denoiser_params + complexity.segmenter_params) / 1e6},
             "inference": {"t_s": model.config.diffusion.t_s, "t_b": model.config.diffusion.t_b,
                           "guidance_w": model.config.diffusion.guidance_w, "top_k": model.config.diffusion.top_k,
                           "noise": NOISE_CONTRACT, "noise_seed": opts.noise_seed},
@@ -345,14 +354,6 @@ def export_bundle(opts: ExportOptions, log: Log = print) -> ExportResult:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def _eval_arrays(ds: MVTecCategory, size: int, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    from ..data.mvtec import load_test_sample
-
-    samples = ds.test_samples[:limit] if limit else ds.test_samples
-    imgs = np.stack([load_test_sample(s, size)[0] for s in samples]).astype(np.float32)
-    return imgs, np.array([s.is_anomalous for s in samples], dtype=np.uint8)
 
 
 def _json_default(value: Any) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -174,3 +174,13 @@ def _precision_name(ov_type: Any) -> str:
     """OpenVINO element type (f32, bf16, f16) -> fp32 / bf16 / fp16."""
     name = ov_type.get_type_name() if hasattr(ov_type, "get_type_name") else str(ov_type)
     return {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}.get(name, name)
+
+
+def runner_predict_fn(runner: Runner) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Adapt an active runner to the evaluator's and benchmark's ``batch -> (maps, scores)``."""
+
+    def predict(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = runner.infer(batch)
+        return p.anomaly_map, p.score
+
+    return predict

@@ -7,7 +7,7 @@ import sys
 import cv2
 import pytest
 
-from diffusionad_edge.bench.benchmark import Row, add_relative_numbers
+from diffusionad_edge.bench.benchmark import BenchConfig, Row, add_relative_numbers, bench_bundle
 from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
 
 FIELDS = {"name", "backend", "precision", "runtime_precision", "batch", "gflop_per_image", "size_mib", "latency_ms", "fps",
@@ -25,6 +25,7 @@ def bench_result(tiny_checkpoint, tiny_dataset, tmp_path_factory):
                           "--iterations", "3", "--warmup", "1", "--iterative-start", "20", "--batch", "1,2", "--eval-data", str(tiny_dataset.path), "--eval-limit", "6",
                           "--out", str(root / "out")], capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr
+    (root / "out" / "stdout.txt").write_text(res.stdout)
     return root / "out"
 
 
@@ -44,6 +45,21 @@ def test_every_row_has_every_field_and_outputs_exist(bench_result):
     img = cv2.imread(str(bench_result / "bench.png"))
     assert img is not None and img.shape[0] > 100 and img.std() > 0
     assert "| row |" in (bench_result / "bench.md").read_text()
+    # Bundles carry their own GFLOP per image, so GFLOP/s is there for every row.
+    assert all(r["gflop_per_image"] and r["gflops_achieved"] for r in result["rows"])
+    # Not a terminal (80 columns): the essential columns, readable; bench.md keeps all of them.
+    stdout = (bench_result / "stdout.txt").read_text()
+    assert "essential columns" in stdout and "pix AUROC" not in stdout and "pix AUROC" in (bench_result / "bench.md").read_text()
+
+
+def test_bench_takes_accuracy_from_the_export_only_for_the_same_data(tiny_checkpoint, tiny_dataset, tmp_path):
+    bundle = export_bundle(ExportOptions(checkpoint=tiny_checkpoint, target="onnxruntime-cpu", precision="fp32", out_dir=tmp_path / "b",
+                                         input_size=64, eval_data=tiny_dataset.path), log=lambda m: None)
+    reported = bundle.metadata["checks"]["accuracy"]["artifact"]
+    same = bench_bundle(bundle.bundle, BenchConfig(warmup=0, iterations=1, eval_data=tiny_dataset.path, accuracy_from_export=True))
+    assert same.accuracy == reported and "export" in same.note
+    other = bench_bundle(bundle.bundle, BenchConfig(warmup=0, iterations=1, eval_data=tiny_dataset.path, eval_limit=4, accuracy_from_export=True))
+    assert other.note == "" and other.accuracy is not None  # a different limit: measured here, not copied
 
 
 def test_speedups_come_from_measured_times():

@@ -154,3 +154,24 @@ def test_bundle_inference_needs_no_torch(ort_fp32):
     res = subprocess.run([sys.executable, "-c", _NO_TORCH, str(ort_fp32.bundle)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert 0.0 <= float(res.stdout.strip()) <= 1.0
+
+
+def test_shared_reference_cache_gives_the_same_checks(ort_int8, tiny_checkpoint, tiny_dataset, tmp_path):
+    # dae demo shares the FP32 references across its exports: computed once, the same numbers.
+    cache: dict = {}
+    first = ort_int8  # exported alone, without a cache
+    a = export_bundle(ExportOptions(checkpoint=tiny_checkpoint, target="onnxruntime-cpu", out_dir=tmp_path / "c1", precision="int8",
+                                    input_size=64, calibration_count=8, eval_data=tiny_dataset.path, max_drop=1.0),
+                      log=lambda m: None, reference_cache=cache)
+    assert {k[0] for k in cache} == {"torch", "fp32", "metrics"}
+    entries = dict(cache)
+    b = export_bundle(ExportOptions(checkpoint=tiny_checkpoint, target="openvino-cpu", out_dir=tmp_path / "c2", precision="fp32",
+                                    input_size=64, eval_data=tiny_dataset.path), log=lambda m: None, reference_cache=cache)
+    assert all(cache[k] is v for k, v in entries.items()) and len(cache) == len(entries)  # reused, not recomputed
+    for res in (a, b):
+        checks = res.metadata["checks"]
+        assert checks["accuracy"]["fp32"] == first.metadata["checks"]["accuracy"]["fp32"]
+        for key in ("map_max_abs_error", "score_max_abs_error"):  # (decision agreement uses each artifact's own threshold)
+            assert checks["fp32_onnx_vs_pytorch"][key] == pytest.approx(first.metadata["checks"]["fp32_onnx_vs_pytorch"][key])
+    # Every bundle says what it costs per image, at its own input size.
+    assert a.metadata["complexity"]["gflop_per_image"] > 0
