@@ -59,6 +59,8 @@ class Row:
     accuracy_delta_vs_fp32: dict[str, float] | None = None
     speedup_vs: dict[str, float] = field(default_factory=dict)
     note: str = ""
+    # "latency": one request at a time, frame to decision; "throughput": many requests in flight.
+    mode: str = "latency"
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -193,7 +195,7 @@ def add_relative_numbers(rows: list[Row]) -> None:
     fp32 = next((r for r in rows if r.backend == "pytorch" and "one-step" in r.name), None)
     for r in rows:
         for it in iterative:
-            if it is not r:
+            if it is not r and r.mode == "latency":  # per-request latency under load is no speed-up measure
                 r.speedup_vs[it.name] = it.latency_ms["inference"]["mean"] / r.latency_ms["inference"]["mean"] * r.batch
         if fp32 is not None and r.accuracy and fp32.accuracy:
             r.accuracy_delta_vs_fp32 = {k: r.accuracy[k] - fp32.accuracy[k] for k in r.accuracy}

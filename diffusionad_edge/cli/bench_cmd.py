@@ -23,6 +23,8 @@ def bench(
     iterative_iterations: int = typer.Option(1, min=1, help="Timed runs of each iterative row (they are slow)."),
     iterative_eval_limit: int = typer.Option(12, min=0, help="Images for the iterative rows' accuracy (0: timing only; they make hundreds of network calls per image)."),
     iterative_start: Optional[int] = typer.Option(None, min=1, help="Start the iterative rows at this t (default: the model's t_b=400, the paper's setting)."),
+    throughput: bool = typer.Option(False, help="Add a throughput row per OpenVINO bundle: several requests in flight "
+                                    "with the THROUGHPUT hint, as OpenVINO's benchmark_app measures by default."),
     eval_data: Optional[Path] = typer.Option(None, help="MVTec-layout folder: accuracy beside speed."),
     eval_category: Optional[str] = typer.Option(None, help="Category under --eval-data."),
     eval_limit: Optional[int] = typer.Option(None, min=1, help="Evaluate at most N test images per row."),
@@ -31,6 +33,7 @@ def bench(
     """Benchmark bundles and the PyTorch model: p50/p90/p99 per stage, FPS, GFLOP/s, memory, size, accuracy."""
     from ..bench.benchmark import BenchConfig, add_relative_numbers, bench_bundle, bench_pytorch
     from ..bench.machine import describe_machine
+    from ..bench.throughput import openvino_throughput
     from ..bench.report import COLUMNS, COMPACT_COLUMNS, row_cells, write_outputs
 
     if not bundles and checkpoint is None:
@@ -51,6 +54,9 @@ def bench(
     for b in bundles or []:
         console.print(f"bench {b} ...")
         rows.append(bench_bundle(b, cfg, gflop))
+        if throughput and (row := openvino_throughput(b, cfg, gflop)) is not None:
+            row.accuracy = rows[-1].accuracy  # the same model on the same data
+            rows.append(row)
     if checkpoint is not None:
         console.print(f"bench PyTorch reference rows for {checkpoint} ...")
         rows += bench_pytorch(checkpoint, cfg, batches, iterative)

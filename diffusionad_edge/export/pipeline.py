@@ -274,6 +274,12 @@ def export_bundle(opts: ExportOptions, log: Log = print, reference_cache: dict[t
             failures: list[str] = []
             checks: dict[str, Any] = {"tolerance_fp32": FP32_TOLERANCE, "max_drop": max_drop, "check_images": int(len(check_images))}
             if profile.backend == "tensorrt":
+                from .tensorrt_lint import lint_onnx_for_tensorrt
+
+                # What TensorRT's ONNX parser would refuse is found here, not on the device.
+                lint = lint_onnx_for_tensorrt(files[0])
+                checks["tensorrt_onnx_lint"] = {"against": "onnx-tensorrt operator support matrix (TensorRT 10)", "problems": lint}
+                failures += [f"TensorRT ONNX lint: {problem}" for problem in lint]
                 # The engine is built on the device; here the ONNX it will be built from is checked.
                 artifact_runner: Runner = OnnxRuntimeRunner(files[0], fixed_batch=batch)
                 fp16_note = (" (FP16 tensors, rounded at every op boundary; ops without a CPU FP16 kernel compute "

@@ -138,13 +138,13 @@ class _CudaPythonMemory:
         self.rt.cudaStreamDestroy(self.stream)
 
 
-def open_cuda_memory() -> Any:
-    """Buffers and a stream through pycuda when importable (JetPack's usual choice), else cuda-python."""
-    try:
-        return _PyCudaMemory()
-    except ImportError:
-        pass
-    try:
-        return _CudaPythonMemory()
-    except ImportError:
-        raise MissingDependencyError(CUDA_HINT) from None
+def open_cuda_memory(want_graphs: bool = False) -> Any:
+    """Buffers and a stream through pycuda (JetPack's usual choice) or cuda-python, whichever is
+    importable; cuda-python first when CUDA graphs are wanted, since only it can capture them."""
+    order = [_CudaPythonMemory, _PyCudaMemory] if want_graphs else [_PyCudaMemory, _CudaPythonMemory]
+    for backend in order:
+        try:
+            return backend()
+        except ImportError:
+            continue
+    raise MissingDependencyError(CUDA_HINT)

@@ -157,7 +157,7 @@ class OpenVINORunner(Runner):
         self.compiled = core.compile_model(str(self.path), self.device, self.config)
         self.request = self.compiled.create_infer_request()
         try:
-            self.runtime_precision = _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+            self.runtime_precision = openvino_precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         except RuntimeError:  # not every device reports it
             self.runtime_precision = None
 
@@ -170,7 +170,7 @@ class OpenVINORunner(Runner):
         self.compiled = None
 
 
-def _precision_name(ov_type: Any) -> str:
+def openvino_precision_name(ov_type: Any) -> str:
     """OpenVINO element type (f32, bf16, f16) -> fp32 / bf16 / fp16."""
     name = ov_type.get_type_name() if hasattr(ov_type, "get_type_name") else str(ov_type)
     return {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}.get(name, name)

@@ -50,7 +50,7 @@ class TensorRTRunner(Runner):
     def activate_impl(self) -> None:
         import tensorrt as trt
 
-        self.mem = open_cuda_memory()
+        self.mem = open_cuda_memory(want_graphs=self.use_cuda_graph)
         logger = trt.Logger(trt.Logger.WARNING)
         self.trt_runtime = trt.Runtime(logger)
         self.engine = self.trt_runtime.deserialize_cuda_engine(self.engine_path.read_bytes())

@@ -22,7 +22,7 @@ def bench_result(tiny_checkpoint, tiny_dataset, tmp_path_factory):
                for t, p in (("onnxruntime-cpu", "int8"), ("openvino-cpu", "fp32"))]
     # keep the iterative rows short: a checkpoint whose t_b is small
     res = subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", "bench", *map(str, bundles), "--checkpoint", str(tiny_checkpoint),
-                          "--iterations", "3", "--warmup", "1", "--iterative-start", "20", "--batch", "1,2", "--eval-data", str(tiny_dataset.path), "--eval-limit", "6",
+                          "--iterations", "3", "--warmup", "1", "--iterative-start", "20", "--batch", "1,2", "--throughput", "--eval-data", str(tiny_dataset.path), "--eval-limit", "6",
                           "--out", str(root / "out")], capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr
     (root / "out" / "stdout.txt").write_text(res.stdout)
@@ -45,6 +45,11 @@ def test_every_row_has_every_field_and_outputs_exist(bench_result):
     img = cv2.imread(str(bench_result / "bench.png"))
     assert img is not None and img.shape[0] > 100 and img.std() > 0
     assert "| row |" in (bench_result / "bench.md").read_text()
+    # One throughput row, for the OpenVINO bundle only, measured the benchmark_app way, and no
+    # speed-up claimed from its per-request latency under load.
+    (tp,) = [r for r in result["rows"] if r["mode"] == "throughput"]
+    assert tp["backend"] == "openvino" and "throughput" in tp["name"] and "requests in flight" in tp["note"]
+    assert tp["fps"] > 0 and tp["iterations"] >= 3 and tp["speedup_vs"] == {} and tp["runtime_precision"] == "fp32"
     # Bundles carry their own GFLOP per image, so GFLOP/s is there for every row.
     assert all(r["gflop_per_image"] and r["gflops_achieved"] for r in result["rows"])
     # Not a terminal (80 columns): the essential columns, readable; bench.md keeps all of them.

@@ -103,6 +103,11 @@ def test_without_a_gpu_cuda_start_fails_in_one_line():
     message = str(info.value)
     assert "cudaStreamCreate failed" in message and "\n" not in message
     assert "no usable NVIDIA driver/GPU" in message
+    from diffusionad_edge.runtime.cuda_memory import open_cuda_memory
+
+    for want_graphs in (True, False):  # whichever binding is tried first, the failure reads the same
+        with pytest.raises(DaeError, match="failed|could not start"):
+            open_cuda_memory(want_graphs)
     # A success passes its values through unchanged.
     assert cuda_check(cudart, (cudart.cudaError_t.cudaSuccess, 42), "x") == 42
 

@@ -60,6 +60,7 @@ def test_build_plan_and_trtexec_follow_the_profile(trt_bundles):
     assert nano["workspace_mib"] == 1024 and "--useDLACore" not in nano["trtexec"] and nano["explicit_quantization"]
     for b in trt_bundles.values():  # the ONNX the device builds from was checked here in onnxruntime
         assert b.metadata["checks"]["passed"] and "onnxruntime" in b.metadata["checks"]["artifact_runs_as"]
+        assert b.metadata["checks"]["tensorrt_onnx_lint"]["problems"] == []  # and against TensorRT's parser rules
 
 
 def test_trtexec_strongly_typed_line_for_tensorrt_11(trt_bundles):
@@ -139,14 +140,46 @@ def test_tensorrt_code_type_checks_against_trt10_stubs(tmp_path):
     assert res.returncode != 0 and "set_memory_pool_limt" in res.stdout
 
 
+@pytest.mark.parametrize("key", [("jetson-orin", "fp16"), ("jetson-orin-nano", "int8")])
 @pytest.mark.gpu
 @pytest.mark.tensorrt
 @pytest.mark.skipif(not _real_tensorrt(), reason="needs TensorRT and a CUDA GPU (run on the device)")
-def test_engine_build_and_run_matches_onnxruntime(trt_bundles, tiny_dataset):
-    result = trt_bundles[("jetson-orin", "fp16")]
-    build_engine(result.bundle, result.metadata["tensorrt"], log=lambda m: None)
+def test_engine_build_and_run_matches_onnxruntime(trt_bundles, tiny_dataset, key):
+    """FP16 (with CUDA-graph replay where cuda-python is used) and Q/DQ INT8 engines track the
+    same ONNX run in onnxruntime; the engine is fingerprinted and reused, not rebuilt."""
+    result = trt_bundles[key]
+    engine = build_engine(result.bundle, result.metadata["tensorrt"], log=lambda m: None)
+    fingerprint = json.loads((result.bundle / "engine.json").read_text())
+    assert fingerprint["engine"] == engine.name and engine.stat().st_size > 0
+    assert (result.bundle / result.metadata["tensorrt"]["timing_cache"]).stat().st_size > 0
+    built_at = engine.stat().st_mtime_ns
     paths = [s.image_path for s in tiny_dataset.test_samples]
     with load_artifact(result.bundle) as trt_art, load_artifact(result.bundle, backend="onnxruntime") as ort_art:
         batch = np.stack([ort_art.preprocess(p) for p in paths])
         a, b = trt_art.runner.infer(batch), ort_art.runner.infer(batch)
-    assert np.abs(a.score - b.score).max() < 0.01
+        again = trt_art.runner.infer(batch)  # a replay (CUDA graph where captured) gives the same answer
+    tolerance = 0.01 if key[1] == "fp16" else 0.05
+    assert np.abs(a.score - b.score).max() < tolerance, (key, np.abs(a.score - b.score).max())
+    assert np.abs(a.anomaly_map - b.anomaly_map).max() < 10 * tolerance
+    assert np.array_equal(a.score, again.score)
+    assert engine.stat().st_mtime_ns == built_at  # loading found the engine: no rebuild
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+@pytest.mark.skipif(not _real_tensorrt(), reason="needs TensorRT and a CUDA GPU (run on the device)")
+def test_first_run_builds_the_engine_and_a_foreign_one_is_refused(trt_bundles, tmp_path):
+    import shutil
+
+    source = trt_bundles[("jetson-orin", "fp16")].bundle
+    bundle = tmp_path / "bundle"
+    shutil.copytree(source, bundle, ignore=shutil.ignore_patterns("*.engine", "engine.json"))
+    with load_artifact(bundle) as art:  # no engine yet: built on first use
+        assert art.runner.infer(np.zeros((1, 3, 64, 64), np.float32)).score.shape == (1,)
+    assert list(bundle.glob("*.engine")) and (bundle / "engine.json").is_file()
+    fp = json.loads((bundle / "engine.json").read_text())
+    (bundle / "engine.json").write_text(json.dumps({**fp, "tensorrt": "0.0.0"}))
+    for engine in bundle.glob("*.engine"):
+        engine.rename(bundle / "model.trt0.0.0.other-gpu.engine")
+    with pytest.raises(EngineMismatchError, match="rebuild"):
+        load_artifact(bundle)
