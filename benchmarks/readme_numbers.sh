@@ -3,7 +3,7 @@
 # edge preset trained for 4 CPU minutes, its evaluation, the four CPU bundles and the benchmark
 # (with the machine described in bench/bench.json: CPU model, cores, ISA flags, library versions).
 #
-# Usage: bash benchmarks/readme_numbers.sh [OUT_DIR]        (about 10-15 minutes on 2 cores)
+# Usage: bash benchmarks/readme_numbers.sh [OUT_DIR]        (about 12 minutes on 2 cores)
 set -euo pipefail
 out="${1:-benchmarks/results}"
 dae demo --out "$out" --minutes 4
