@@ -19,7 +19,7 @@ import numpy as np
 
 from ..data.preprocess import preprocess, to_rgb
 from ..export.bundle import load_artifact
-from ..runtime.runners import runner_predict_fn
+from ..runtime.runners import describe_runtime_precision, runner_predict_fn
 from .machine import peak_rss_mib, reset_peak_rss
 
 
@@ -131,7 +131,7 @@ def bench_bundle(path: Path, cfg: BenchConfig, gflop: float | None = None) -> Ro
         lat, n = time_pipeline(infer, size, batch, cfg.warmup, cfg.iterations, cfg.seconds, art.pixel_threshold or 0.5, cfg.frame_hw)
         runtime = art.runner.runtime_precision
         precision = meta["precision"]
-        runs_as = f"int8 (float ops {runtime})" if precision == "int8" and runtime else (runtime or precision)
+        runs_as = describe_runtime_precision(precision, runtime)
         files_mib = sum((path / f).stat().st_size for f in meta["files"]) / 2**20
         row = Row(f"{meta['target']['name']} {precision}", meta["backend"], precision, runs_as, batch, gflop, files_mib)
         row = _finish(row, lat, n)

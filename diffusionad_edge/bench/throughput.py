@@ -16,7 +16,7 @@ import numpy as np
 
 from ..export.bundle import load_artifact
 from ..optional import require
-from ..runtime.runners import openvino_precision_name
+from ..runtime.runners import describe_runtime_precision, openvino_precision_name
 from .benchmark import BenchConfig, Row, _pcts
 from .machine import peak_rss_mib, reset_peak_rss
 
@@ -64,7 +64,7 @@ def openvino_throughput(path: Path, cfg: BenchConfig, gflop: float | None = None
         runtime = openvino_precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
     except RuntimeError:  # not every device reports it
         runtime = None
-    runs_as = f"int8 (float ops {runtime})" if precision == "int8" and runtime else (runtime or precision)
+    runs_as = describe_runtime_precision(precision, runtime)
     files_mib = sum((path / f).stat().st_size for f in meta["files"]) / 2**20
     row = Row(f"{meta['target']['name']} {precision} throughput", "openvino", precision, runs_as, batch, gflop, files_mib)
     zeros = _pcts([0.0])

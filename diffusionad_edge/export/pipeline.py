@@ -37,7 +37,7 @@ from ..evaluate.metrics import nan_to_none
 from ..models.complexity import measure_complexity
 from ..models.detector import DiffusionAD
 from ..quantize.calibration import CalibrationSet, from_manifest, from_training_images
-from ..runtime.runners import OnnxRuntimeRunner, Runner, runner_predict_fn
+from ..runtime.runners import OnnxRuntimeRunner, Runner, describe_runtime_precision, runner_predict_fn
 from ..train.checkpoint import load_model
 from .bundle import FORMAT, FORMAT_VERSION, METADATA, make_runner, sha256
 from .checks import CHECK_IMAGES, DEFAULT_MAX_DROP, FP32_TOLERANCE
@@ -298,8 +298,7 @@ def export_bundle(opts: ExportOptions, log: Log = print, reference_cache: dict[t
                 checks["artifact_vs_pytorch"] = _compare(reference, art_pred, thresholds["image"])
                 float_ops = artifact_runner.runtime_precision
                 # An INT8 model still runs its unquantized ops in a float precision: say which.
-                checks["runtime_precision"] = (f"int8 (float ops {float_ops})" if precision == "int8" and float_ops
-                                               else float_ops or precision)
+                checks["runtime_precision"] = describe_runtime_precision(precision, float_ops)
                 for key in ("map_max_abs_error", "score_max_abs_error"):
                     if checks["fp32_onnx_vs_pytorch"][key] > FP32_TOLERANCE:
                         failures.append(f"FP32 ONNX {key} {checks['fp32_onnx_vs_pytorch'][key]:.2e} > {FP32_TOLERANCE}")

@@ -184,3 +184,11 @@ def runner_predict_fn(runner: Runner) -> Callable[[np.ndarray], tuple[np.ndarray
         return p.anomaly_map, p.score
 
     return predict
+
+
+def describe_runtime_precision(precision: str, runtime: str | None) -> str:
+    """What a bundle really computes in: the backend's reported float precision, and for INT8
+    bundles the precision of their unquantized ops (``int8 (float ops fp32)``)."""
+    if precision == "int8" and runtime:
+        return f"int8 (float ops {runtime})"
+    return runtime or precision
