@@ -41,6 +41,10 @@ def export(
     eval_data: Optional[Path] = typer.Option(None, help="MVTec-layout folder whose test split measures accuracy against FP32."),
     eval_category: Optional[str] = typer.Option(None, help="Category under --eval-data."),
     eval_limit: Optional[int] = typer.Option(None, min=1, help="Use at most N evaluation images."),
+    threshold_data: Optional[Path] = typer.Option(None, help="MVTec-layout folder of labelled images (test/good, test/<defect>, "
+                                                  "ground_truth) from your line to choose the OK/NG and pixel thresholds on "
+                                                  "(default: held-out normals + synthetic anomalies)."),
+    threshold_category: Optional[str] = typer.Option(None, help="Category under --threshold-data."),
     max_drop: float = typer.Option(DEFAULT_MAX_DROP, min=0.0, help="Largest image-AUROC drop against FP32 a reduced precision may cause."),
     accuracy_aware: bool = typer.Option(False, help="OpenVINO INT8: NNCF accuracy-controlled quantization within --max-drop (needs --eval-data)."),
     keep_failed: bool = typer.Option(False, help="Write the bundle even when a check fails (marked as failed)."),
@@ -59,7 +63,7 @@ def export(
     opts = ExportOptions(
         checkpoint=checkpoint, target=target, out_dir=out_dir, precision=precision, input_size=input_size,
         calibration=calibration, calibration_count=calibration_count, eval_data=eval_data, eval_category=eval_category,
-        eval_limit=eval_limit, max_drop=max_drop, accuracy_aware=accuracy_aware, keep_failed=keep_failed, overwrite=overwrite,
+        eval_limit=eval_limit, threshold_data=threshold_data, threshold_category=threshold_category, max_drop=max_drop, accuracy_aware=accuracy_aware, keep_failed=keep_failed, overwrite=overwrite,
     )
     result = export_bundle(opts, log=lambda msg: console.print(msg))
     print_report(result.metadata)

@@ -181,9 +181,11 @@ def split_train_val(paths: list[Path], val_fraction: float, seed: int) -> tuple[
     return train, val
 
 
-def load_test_arrays(dataset: MVTecCategory, size: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_test_arrays(dataset: MVTecCategory, size: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The first ``limit`` (all by default) test images as one (N, 3, size, size) float32 array,
-    with their labels (1 = anomalous)."""
+    with their labels (1 = anomalous) and masks (N, size, size)."""
     samples = dataset.test_samples[:limit] if limit else dataset.test_samples
-    images = np.stack([load_test_sample(s, size)[0] for s in samples]).astype(np.float32)
-    return images, np.array([s.is_anomalous for s in samples], dtype=np.uint8)
+    loaded = [load_test_sample(s, size) for s in samples]
+    images = np.stack([img for img, _ in loaded]).astype(np.float32)
+    masks = np.stack([mask for _, mask in loaded]).astype(np.float32)
+    return images, np.array([s.is_anomalous for s in samples], dtype=np.uint8), masks

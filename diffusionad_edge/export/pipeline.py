@@ -64,6 +64,10 @@ class ExportOptions:
     eval_data: Path | None = None
     eval_category: str | None = None
     eval_limit: int | None = None
+    # Labelled images (MVTec layout: test/good, test/<defect>, ground_truth) to choose the decision
+    # thresholds on, instead of held-out normals + synthetic anomalies.
+    threshold_data: Path | None = None
+    threshold_category: str | None = None
     max_drop: float | None = None
     accuracy_aware: bool = False
     keep_failed: bool = False
@@ -238,6 +242,8 @@ def export_bundle(opts: ExportOptions, log: Log = print, reference_cache: dict[t
     complexity = measure_complexity(model)
     batch = profile.batch
     eval_ds = MVTecCategory(opts.eval_data, opts.eval_category) if opts.eval_data is not None else None
+    # Checked now, not after minutes of export work.
+    threshold_ds = MVTecCategory(opts.threshold_data, opts.threshold_category) if opts.threshold_data is not None else None
     if opts.accuracy_aware and (eval_ds is None or profile.backend != "openvino" or precision != "int8"):
         raise ConfigError("--accuracy-aware needs an OpenVINO INT8 export and --eval-data")
 
@@ -254,7 +260,7 @@ def export_bundle(opts: ExportOptions, log: Log = print, reference_cache: dict[t
         check_images, check_labels, check_masks = _check_set(payload, size)
         validation = None
         if opts.accuracy_aware and eval_ds is not None:
-            ev_imgs, ev_labels = load_test_arrays(eval_ds, size, opts.eval_limit)
+            ev_imgs, ev_labels, _ = load_test_arrays(eval_ds, size, opts.eval_limit)
             validation = _auroc_validation(ev_imgs, ev_labels, batch)
         files, entry = _build_artifact(profile, precision, fp32_onnx, staging, calib, batch, validation,
                                        max_drop if opts.accuracy_aware else None, log)
@@ -290,10 +296,7 @@ def export_bundle(opts: ExportOptions, log: Log = print, reference_cache: dict[t
                 artifact_runner = make_runner(staging, meta_stub)
             with artifact_runner:
                 art_pred = artifact_runner.infer(check_images)
-                thresholds = derive_thresholds(
-                    art_pred.score[check_labels == 0], art_pred.score[check_labels == 1],
-                    art_pred.anomaly_map[check_labels == 0], art_pred.anomaly_map[check_labels == 1], check_masks[check_labels == 1],
-                )
+                thresholds = _thresholds(threshold_ds, artifact_runner, art_pred, check_labels, check_masks, size)
                 checks["fp32_onnx_vs_pytorch"] = _compare(reference, fp32_pred, thresholds["image"])
                 checks["artifact_vs_pytorch"] = _compare(reference, art_pred, thresholds["image"])
                 float_ops = artifact_runner.runtime_precision
@@ -359,6 +362,25 @@ def export_bundle(opts: ExportOptions, log: Log = print, reference_cache: dict[t
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _thresholds(ds: MVTecCategory | None, runner: Runner, check_pred: Any, check_labels: np.ndarray, check_masks: np.ndarray,
+                size: int) -> dict[str, Any]:
+    """Decision thresholds chosen with the artifact itself: on the user's labelled images when
+    given (``ds``), else on the held-out normals and synthetic anomalies."""
+    if ds is None:
+        return derive_thresholds(check_pred.score[check_labels == 0], check_pred.score[check_labels == 1],
+                                 check_pred.anomaly_map[check_labels == 0], check_pred.anomaly_map[check_labels == 1],
+                                 check_masks[check_labels == 1])
+    images, labels, masks = load_test_arrays(ds, size)
+    if labels.min() == labels.max():
+        raise ConfigError(f"--threshold-data {ds.path} needs both good and defective test images to choose a threshold")
+    pred = runner.infer(images)
+    normal, defective = labels == 0, labels == 1
+    thresholds = derive_thresholds(pred.score[normal], pred.score[defective], pred.anomaly_map[normal],
+                                   pred.anomaly_map[defective], masks[defective])
+    thresholds["source"] = f"{int(normal.sum())} good + {int(defective.sum())} defective labelled images in {ds.path}"
+    return thresholds
 
 
 def _json_default(value: Any) -> Any:

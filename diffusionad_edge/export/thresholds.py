@@ -1,9 +1,11 @@
-"""Decision thresholds and score normalisation, from held-out normal images only.
+"""Decision thresholds and score normalisation.
 
-The held-out normals (never trained on, never the test set) and synthetic anomalies made from them
-with the training synthesizer give a labelled set; the image threshold maximises F1 on their
-scores, the pixel threshold on their pixels. Normalised score: clip((s - thr) / (max - min) + 0.5,
-0, 1), so 0.5 is the decision boundary whatever the model.
+By default from held-out normal images only: they (never trained on, never the test set) and
+synthetic anomalies made from them with the training synthesizer give a labelled set. With
+``dae export --threshold-data`` the labelled set is the user's own images instead. The image
+threshold maximises F1 on the set's scores, the pixel threshold on its pixels, each placed in the
+middle of the best gap. Normalised score: clip((s - thr) / (max - min) + 0.5, 0, 1), so 0.5 is
+the decision boundary whatever the model.
 """
 
 from __future__ import annotations
@@ -15,14 +17,19 @@ from sklearn.metrics import precision_recall_curve
 
 
 def f1_optimal_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The threshold with the best F1 (a score >= threshold is anomalous)."""
+    """The threshold with the best F1 (a score >= threshold is anomalous), placed in the middle of
+    the gap below it: every threshold in that gap makes the same decisions on these samples, and
+    the middle keeps a margin on both sides (the gap's top is the weakest anomaly's score itself,
+    so a slightly weaker one would pass as good)."""
     labels = np.asarray(labels).ravel().astype(np.uint8)
     scores = np.asarray(scores, dtype=np.float64).ravel()
     if labels.min() == labels.max():  # one class only: just above the highest normal score
         return float(scores.max() + 1e-6)
     precision, recall, thresholds = precision_recall_curve(labels, scores)
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    return float(thresholds[int(np.argmax(f1[:-1]))])
+    best = float(thresholds[int(np.argmax(f1[:-1]))])
+    below = scores[scores < best]
+    return (best + float(below.max())) / 2 if below.size else best
 
 
 def derive_thresholds(normal_scores: np.ndarray, anomalous_scores: np.ndarray, normal_maps: np.ndarray, anomalous_maps: np.ndarray, anomalous_masks: np.ndarray) -> dict[str, Any]:

@@ -175,3 +175,27 @@ def test_shared_reference_cache_gives_the_same_checks(ort_int8, tiny_checkpoint,
             assert checks["fp32_onnx_vs_pytorch"][key] == pytest.approx(first.metadata["checks"]["fp32_onnx_vs_pytorch"][key])
     # Every bundle says what it costs per image, at its own input size.
     assert a.metadata["complexity"]["gflop_per_image"] > 0
+
+
+def test_thresholds_from_labelled_images_of_the_line(tiny_checkpoint, tiny_dataset, tmp_path):
+    from diffusionad_edge.data.mvtec import load_test_arrays
+    from diffusionad_edge.export.thresholds import f1_optimal_threshold
+
+    res = _export(tiny_checkpoint, tmp_path / "t", "onnxruntime-cpu", "fp32", threshold_data=tiny_dataset.path)
+    thr = res.metadata["thresholds"]
+    assert "labelled images" in thr["source"] and str(tiny_dataset.path) in thr["source"]
+    # The image threshold is the F1-optimal one on the bundle's own scores of those images.
+    images, labels, _ = load_test_arrays(tiny_dataset, 64)
+    with load_artifact(res.bundle) as art:
+        scores = art.runner.infer(images).score
+    assert thr["image"] == pytest.approx(f1_optimal_threshold(labels, scores), abs=1e-6)
+
+
+def test_threshold_data_needs_both_classes(tiny_checkpoint, tiny_dataset, tmp_path):
+    from diffusionad_edge.errors import ConfigError
+
+    only_good = tmp_path / "good_only" / "surface"
+    shutil.copytree(tiny_dataset.path / "train", only_good / "train")
+    shutil.copytree(tiny_dataset.path / "test" / "good", only_good / "test" / "good")
+    with pytest.raises(ConfigError, match="both good and defective"):
+        _export(tiny_checkpoint, tmp_path / "x", "onnxruntime-cpu", "fp32", threshold_data=only_good)
