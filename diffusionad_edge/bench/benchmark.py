@@ -117,24 +117,28 @@ def _finish(row: Row, lat: dict, n: int) -> Row:
     return row
 
 
+def bundle_row(path: Path, meta: dict[str, Any], runtime: str | None, gflop: float | None, suffix: str = "") -> Row:
+    """A bundle's row before timing: name, precision it really runs in, GFLOP per image (from its
+    metadata, at its own input size; ``gflop`` is the fallback for older bundles) and size on disk."""
+    precision = meta["precision"]
+    gflop = (meta.get("complexity") or {}).get("gflop_per_image", gflop)
+    files_mib = sum((path / f).stat().st_size for f in meta["files"]) / 2**20
+    return Row(f"{meta['target']['name']} {precision}{suffix}", meta["backend"], precision,
+               describe_runtime_precision(precision, runtime), int(meta["input"]["batch"]), gflop, files_mib)
+
+
 def bench_bundle(path: Path, cfg: BenchConfig, gflop: float | None = None) -> Row:
     """Time one bundle (and measure its accuracy when ``cfg.eval_data`` is set). GFLOP per image come
     from the bundle's metadata (its own input size); ``gflop`` is the fallback for older bundles."""
     reset_peak_rss()
     with load_artifact(path) as art:
         meta = art.metadata
-        gflop = (meta.get("complexity") or {}).get("gflop_per_image", gflop)
         art.runner.activate()
         size, batch = int(meta["input"]["size"]), int(meta["input"]["batch"])
 
         infer = runner_predict_fn(art.runner)
         lat, n = time_pipeline(infer, size, batch, cfg.warmup, cfg.iterations, cfg.seconds, art.pixel_threshold or 0.5, cfg.frame_hw)
-        runtime = art.runner.runtime_precision
-        precision = meta["precision"]
-        runs_as = describe_runtime_precision(precision, runtime)
-        files_mib = sum((path / f).stat().st_size for f in meta["files"]) / 2**20
-        row = Row(f"{meta['target']['name']} {precision}", meta["backend"], precision, runs_as, batch, gflop, files_mib)
-        row = _finish(row, lat, n)
+        row = _finish(bundle_row(path, meta, art.runner.runtime_precision, gflop), lat, n)
         reported = _export_accuracy(meta, cfg) if cfg.accuracy_from_export else None
         if reported is not None:
             row.accuracy, row.note = reported, "accuracy from the export check"

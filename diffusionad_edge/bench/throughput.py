@@ -16,8 +16,8 @@ import numpy as np
 
 from ..export.bundle import load_artifact
 from ..optional import require
-from ..runtime.runners import describe_runtime_precision, openvino_precision_name
-from .benchmark import BenchConfig, Row, _pcts
+from ..runtime.runners import openvino_precision_name
+from .benchmark import BenchConfig, Row, _pcts, bundle_row
 from .machine import peak_rss_mib, reset_peak_rss
 
 
@@ -29,7 +29,6 @@ def openvino_throughput(path: Path, cfg: BenchConfig, gflop: float | None = None
         meta, runner = art.metadata, art.runner
         if meta["backend"] != "openvino":
             return None
-        gflop = (meta.get("complexity") or {}).get("gflop_per_image", gflop)
         ov = require("openvino")
         config = {**runner.config, "PERFORMANCE_HINT": "THROUGHPUT"}
         compiled = ov.Core().compile_model(str(runner.path), runner.device, config)
@@ -59,20 +58,17 @@ def openvino_throughput(path: Path, cfg: BenchConfig, gflop: float | None = None
     queue.wait_all()
     wall = time.perf_counter() - t0
 
-    precision = meta["precision"]
     try:
         runtime = openvino_precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
     except RuntimeError:  # not every device reports it
         runtime = None
-    runs_as = describe_runtime_precision(precision, runtime)
-    files_mib = sum((path / f).stat().st_size for f in meta["files"]) / 2**20
-    row = Row(f"{meta['target']['name']} {precision} throughput", "openvino", precision, runs_as, batch, gflop, files_mib)
+    row = bundle_row(path, meta, runtime, gflop, suffix=" throughput")
     zeros = _pcts([0.0])
     row.latency_ms = {"preprocess": zeros, "inference": _pcts(latencies), "postprocess": zeros, "total": _pcts(latencies)}
     row.iterations = submitted
     row.fps = submitted * batch / wall
-    if gflop is not None:
-        row.gflops_achieved = gflop * row.fps
+    if row.gflop_per_image is not None:
+        row.gflops_achieved = row.gflop_per_image * row.fps
     row.peak_rss_mib = peak_rss_mib()
     row.mode = "throughput"
     row.note = (f"throughput: {requests} requests in flight (THROUGHPUT hint, as benchmark_app), inputs prepared in advance; "

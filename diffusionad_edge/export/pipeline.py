@@ -268,13 +268,9 @@ def export_bundle(opts: ExportOptions, log: Log = print, reference_cache: dict[t
         log("checking parity with PyTorch ...")
         cache = reference_cache if reference_cache is not None else {}
         ref_key = (checkpoint_sha, opts.noise_seed, size, batch)
-        if ("torch",) + ref_key not in cache:
-            cache[("torch",) + ref_key] = _torch_reference(graph, check_images)
-        reference = cache[("torch",) + ref_key]
+        reference = _cached(cache, ("torch",) + ref_key, lambda: _torch_reference(graph, check_images))
         with OnnxRuntimeRunner(fp32_onnx, fixed_batch=batch) as fp32_runner:
-            if ("fp32",) + ref_key not in cache:
-                cache[("fp32",) + ref_key] = fp32_runner.infer(check_images)
-            fp32_pred = cache[("fp32",) + ref_key]
+            fp32_pred = _cached(cache, ("fp32",) + ref_key, lambda: fp32_runner.infer(check_images))
             meta_stub = {"backend": profile.backend, "entry": entry, "input": {"batch": batch, "size": size},
                          "runtime_options": _runtime_options(profile, precision), "target": profile.to_dict()}
             failures: list[str] = []
@@ -310,12 +306,10 @@ def export_bundle(opts: ExportOptions, log: Log = print, reference_cache: dict[t
                 if eval_ds is not None:
                     log(f"measuring accuracy on {eval_ds.path} (FP32 reference and {precision}) ...")
                     metrics_key = ("metrics",) + ref_key + (str(eval_ds.path.resolve()), opts.eval_limit)
-                    if metrics_key not in cache:
-                        cache[metrics_key] = evaluate(eval_ds, runner_predict_fn(fp32_runner), size, batch_size=max(batch, 8),
-                                                      limit=opts.eval_limit)
-                    fp32_metrics = cache[metrics_key]
-                    art_metrics = fp32_metrics if artifact_runner is fp32_runner else evaluate(
-                        eval_ds, runner_predict_fn(artifact_runner), size, batch_size=max(batch, 8), limit=opts.eval_limit)
+                    fp32_metrics = _cached(cache, metrics_key, lambda: evaluate(
+                        eval_ds, runner_predict_fn(fp32_runner), size, batch_size=max(batch, 8), limit=opts.eval_limit))
+                    art_metrics = evaluate(eval_ds, runner_predict_fn(artifact_runner), size, batch_size=max(batch, 8),
+                                           limit=opts.eval_limit)
                     deltas = {k: art_metrics.overall[k] - fp32_metrics.overall[k] for k in fp32_metrics.overall}
                     checks["accuracy"] = {"dataset": str(eval_ds.path), "limit": opts.eval_limit, "fp32": fp32_metrics.overall,
                                           "artifact": art_metrics.overall, "delta": deltas}
@@ -368,19 +362,25 @@ def _thresholds(ds: MVTecCategory | None, runner: Runner, check_pred: Any, check
                 size: int) -> dict[str, Any]:
     """Decision thresholds chosen with the artifact itself: on the user's labelled images when
     given (``ds``), else on the held-out normals and synthetic anomalies."""
-    if ds is None:
-        return derive_thresholds(check_pred.score[check_labels == 0], check_pred.score[check_labels == 1],
-                                 check_pred.anomaly_map[check_labels == 0], check_pred.anomaly_map[check_labels == 1],
-                                 check_masks[check_labels == 1])
-    images, labels, masks = load_test_arrays(ds, size)
-    if labels.min() == labels.max():
-        raise ConfigError(f"--threshold-data {ds.path} needs both good and defective test images to choose a threshold")
-    pred = runner.infer(images)
+    pred, labels, masks = check_pred, check_labels, check_masks
+    if ds is not None:
+        images, labels, masks = load_test_arrays(ds, size)
+        if labels.min() == labels.max():
+            raise ConfigError(f"--threshold-data {ds.path} needs both good and defective test images to choose a threshold")
+        pred = runner.infer(images)
     normal, defective = labels == 0, labels == 1
     thresholds = derive_thresholds(pred.score[normal], pred.score[defective], pred.anomaly_map[normal],
                                    pred.anomaly_map[defective], masks[defective])
-    thresholds["source"] = f"{int(normal.sum())} good + {int(defective.sum())} defective labelled images in {ds.path}"
+    if ds is not None:
+        thresholds["source"] = f"{int(normal.sum())} good + {int(defective.sum())} defective labelled images in {ds.path}"
     return thresholds
+
+
+def _cached(cache: dict[tuple, Any], key: tuple, compute: Callable[[], Any]) -> Any:
+    """``cache[key]``, computed on first use."""
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
 
 
 def _json_default(value: Any) -> Any:

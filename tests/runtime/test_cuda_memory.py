@@ -49,8 +49,9 @@ def cudart_problems(source: str, seen: set[str] | None = None) -> list[str]:
     the wrong number of arguments. The functions checked are added to ``seen``."""
     problems: list[str] = []
     seen = set() if seen is None else seen
-    calls = {id(n.func) for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)}
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)  # one tree: the node ids below must be of the nodes walked
+    calls = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    for node in ast.walk(tree):
         if isinstance(node, ast.Call) and (chain := _runtime_attr_chain(node.func)) and len(chain) == 1:
             func = getattr(cudart, chain[0], None)
             seen.add(chain[0])
