@@ -7,10 +7,17 @@ from typing import Optional
 
 import typer
 
-from ..config import PRESETS, TrainConfig, preset as get_preset
+from ..config import PRESETS, RECOMMENDED_TRAINING, TrainConfig, preset as get_preset
+from ..hardware import TRAIN_PRECISIONS
 from .common import console, open_dataset, progress_bar
 
 _DEFAULTS = TrainConfig()
+
+
+def _recipe_help(name: str) -> str:
+    parts = [f"{p}: {RECOMMENDED_TRAINING[p][name]}" for p in RECOMMENDED_TRAINING if name in RECOMMENDED_TRAINING[p]]
+    paper = getattr(_DEFAULTS, name)
+    return f" Default: the preset's recipe ({', '.join(parts)}; otherwise {paper})." if parts else ""
 
 
 def train(
@@ -19,39 +26,68 @@ def train(
     preset: str = typer.Option("edge", "--preset", "-p", help=f"Model preset: {', '.join(PRESETS)}."),
     out: Path = typer.Option(Path("runs/model.pt"), "--out", "-o", help="Checkpoint file to write."),
     steps: int = typer.Option(_DEFAULTS.steps, help="Total optimisation steps (also the target when resuming)."),
-    batch_size: int = typer.Option(_DEFAULTS.batch_size, help="Images per step: half clean, half synthetic anomalies."),
-    lr_denoiser: float = typer.Option(_DEFAULTS.lr_denoiser, help="Adam learning rate of the denoising U-Net (paper: 1e-4)."),
-    lr_segmenter: float = typer.Option(_DEFAULTS.lr_segmenter, help="Adam learning rate of the segmentation net (paper: 1e-5)."),
+    batch_size: Optional[int] = typer.Option(None, help="Images per step (even): half clean, half synthetic anomalies." + _recipe_help("batch_size")),
+    lr_denoiser: Optional[float] = typer.Option(None, help="Peak Adam learning rate of the denoising U-Net (paper: 1e-4)." + _recipe_help("lr_denoiser")),
+    lr_segmenter: Optional[float] = typer.Option(None, help="Peak Adam learning rate of the segmentation net (paper: 1e-5)." + _recipe_help("lr_segmenter")),
     seed: int = typer.Option(_DEFAULTS.seed, help="Seed for weights, data and noise: a CPU run is repeatable."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
-    amp: bool = typer.Option(True, help="Mixed precision (float16 autocast) on CUDA."),
-    resume: Optional[Path] = typer.Option(None, help="Continue from this checkpoint (its preset and optimiser state)."),
+    amp: bool = typer.Option(True, help="Mixed precision (float16 autocast) on CUDA when --precision is auto."),
+    precision: str = typer.Option(_DEFAULTS.precision, help=f"{'|'.join(TRAIN_PRECISIONS)}: auto = fp16 autocast on CUDA, bf16 on a CPU with native bf16 (AVX-512 BF16/AMX), else fp32."),
+    timesteps: Optional[str] = typer.Option(None, help="uniform (paper: t_s in [0, t_split), t_b in [t_split, T)) or deployed (only the exported graph's t_s/t_b +- --t-jitter)." + _recipe_help("timesteps")),
+    t_jitter: int = typer.Option(_DEFAULTS.t_jitter, help="With --timesteps deployed: draw t_s and t_b within +- this many steps."),
+    ema_decay: float = typer.Option(_DEFAULTS.ema_decay, help="Weight averaging (EMA) decay; eval and export use the averaged weights. 0: off."),
+    lr_schedule: Optional[str] = typer.Option(None, help="constant (paper) or cosine (warm-up, then decay over --steps or --minutes, whichever ends first)." + _recipe_help("lr_schedule")),
+    warmup_steps: Optional[int] = typer.Option(None, help="Linear learning-rate warm-up steps (cosine schedule)." + _recipe_help("warmup_steps")),
+    synthesis: Optional[str] = typer.Option(None, help="Anomaly synthesis: paper (Perlin blobs of foreign texture) or mixed (plus cut-paste, cracks, intensity/colour shifts)." + _recipe_help("synthesis")),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint at --out (otherwise refused, unless --resume continues it)."),
+    snapshot_minutes: str = typer.Option("", help="Comma-separated training minutes at which a copy <out>-<m>min.pt is also written (learning curves)."),
+    resume: Optional[Path] = typer.Option(None, help="Continue from this checkpoint (its preset, recipe, optimiser state and weight average)."),
     textures: Optional[Path] = typer.Option(None, help="DTD-style texture folder for anomaly synthesis (default: self-augmentation + procedural textures)."),
     foreground: str = typer.Option(_DEFAULTS.foreground, help="Where anomalies may appear: auto (estimated object), object, texture (whole image)."),
     foreground_masks: Optional[Path] = typer.Option(None, help="Folder of your own foreground masks, <image stem>.png per training image (white = object)."),
     val_fraction: float = typer.Option(_DEFAULTS.val_fraction, help="Share of train/good held out (never trained on) for validation and thresholds."),
     checkpoint_every: int = typer.Option(_DEFAULTS.checkpoint_every, help="Write the checkpoint every N steps (0: only at the end and on Ctrl-C)."),
     workers: int = typer.Option(_DEFAULTS.num_workers, help="Data-loader worker processes for anomaly synthesis."),
-    crop_size: Optional[int] = typer.Option(None, help="Train on random square patches of this size (fully convolutional nets still run on whole images): much cheaper steps."),
-    minutes: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many minutes of training even if --steps is not reached."),
+    crop_size: Optional[int] = typer.Option(None, help="Train on random square patches of this size (fully convolutional nets still run on whole images): much cheaper steps. 0: whole images." + _recipe_help("crop_size")),
+    minutes: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many minutes of training (counted across --resume) even if --steps is not reached."),
 ) -> None:
-    """Train the reconstruction and segmentation sub-networks jointly (paper losses and optimisers)."""
+    """Train the reconstruction and segmentation sub-networks jointly (paper losses and optimisers).
+
+    Options left unset take the preset's recommended recipe (see RECOMMENDED_TRAINING; `paper`
+    keeps the paper's), so `dae train --preset edge` trains the way the README's learning curve did.
+    """
     from ..train.trainer import Trainer  # torch: imported when the command runs, not for --help
 
-    cfg = TrainConfig(
-        steps=steps, batch_size=batch_size, lr_denoiser=lr_denoiser, lr_segmenter=lr_segmenter, seed=seed,
-        val_fraction=val_fraction, foreground=foreground, textures=str(textures) if textures else None,
-        foreground_masks=str(foreground_masks) if foreground_masks else None,
-        checkpoint_every=checkpoint_every, num_workers=workers, amp=amp, crop_size=crop_size,
-    ).validate()
+    try:
+        snapshots = tuple(float(m) * 60 for m in snapshot_minutes.split(",") if m.strip())
+    except ValueError:
+        raise typer.BadParameter(f"not a comma-separated list of minutes: {snapshot_minutes!r}", param_hint="--snapshot-minutes") from None
     model_config = get_preset(preset)
+    given = dict(
+        batch_size=batch_size, lr_denoiser=lr_denoiser, lr_segmenter=lr_segmenter, timesteps=timesteps,
+        lr_schedule=lr_schedule, warmup_steps=warmup_steps, synthesis=synthesis, crop_size=crop_size,
+    )
+    recipe = {**RECOMMENDED_TRAINING.get(preset, {}), **{k: v for k, v in given.items() if v is not None}}
+    if recipe.get("crop_size") == 0 or (recipe.get("crop_size") or 0) >= model_config.image_size:
+        recipe["crop_size"] = None
+    cfg = TrainConfig(
+        steps=steps, seed=seed, val_fraction=val_fraction, foreground=foreground,
+        textures=str(textures) if textures else None,
+        foreground_masks=str(foreground_masks) if foreground_masks else None,
+        checkpoint_every=checkpoint_every, num_workers=workers, amp=amp, precision=precision,
+        t_jitter=t_jitter, ema_decay=ema_decay, **recipe,
+    ).validate()
     dataset = open_dataset(data, category)
-    trainer = Trainer(model_config, cfg, dataset, out, device=device, resume=resume)
-    mc = trainer.model.config
+    trainer = Trainer(model_config, cfg, dataset, out, device=device, resume=resume, overwrite=overwrite)
+    mc, tc = trainer.model.config, trainer.cfg
     console.print(
         f"training preset [bold]{mc.preset}[/] ({mc.image_size}px) on {dataset.path} "
         f"({len(trainer.train_paths)} train / {len(trainer.val_paths)} held-out images) "
-        f"on {trainer.device}, steps {trainer.step}->{cfg.steps}"
+        f"on {trainer.device} in {trainer.precision}, steps {trainer.step}->{cfg.steps}"
+    )
+    console.print(
+        f"recipe: batch {tc.batch_size}, crop {tc.crop_size or 'whole image'}, lr {tc.lr_denoiser:g}/{tc.lr_segmenter:g} "
+        f"({tc.lr_schedule}), timesteps {tc.timesteps}, synthesis {tc.synthesis}, EMA {tc.ema_decay:g}"
     )
     with progress_bar("train", cfg.steps) as bar:
         task = bar.task_ids[0]
@@ -64,7 +100,7 @@ def train(
                     f"l1 {losses['smooth_l1']:.4f}) {rate:.1f} img/s")
             bar.update(task, completed=step, info=info)
 
-        result = trainer.fit(report, time_budget_s=None if minutes is None else minutes * 60)
+        result = trainer.fit(report, time_budget_s=None if minutes is None else minutes * 60, snapshots_s=snapshots)
     val = result.validation
     if val.get("synthetic_image_auroc") is not None:
         console.print(f"held-out normals vs synthetic anomalies: image AUROC {val['synthetic_image_auroc']:.3f} (not the test set)")

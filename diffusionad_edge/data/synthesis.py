@@ -5,6 +5,10 @@
 M is a Perlin blob mask restricted to the foreground; A is the anomaly source: an
 augmented image from a DTD-style texture folder when one is given, otherwise a
 procedural texture or the image itself augmented and strip-shuffled.
+
+With ``kinds="mixed"`` only 40% of the anomalies are made this way; the rest are the structural
+defects of :mod:`.structural` (cut-paste pieces of the part, thin cracks and scratches, intensity
+and colour shifts), which resemble real production defects more than texture swaps do.
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ from .augment import procedural_texture, random_augment, strip_shuffle
 from .foreground import FOREGROUND_MODES, foreground_for
 from .perlin import perlin_mask
 from .preprocess import is_image_file, read_image, resize_to
+from .structural import STRUCTURAL_DEFECTS
+
+#: Anomaly synthesis modes.
+SYNTHESIS_KINDS = ("paper", "mixed")
+#: With kinds="mixed": probability of the paper's blend; the rest is split evenly between the
+#: structural defects.
+PAPER_SHARE_IN_MIXED = 0.4
 
 
 class AnomalySynthesizer:
@@ -41,7 +52,11 @@ class AnomalySynthesizer:
         foreground_mode: str = "auto",
         beta_range: tuple[float, float] = (0.2, 0.8),
         max_tries: int = 50,
+        kinds: str = "paper",
     ):
+        if kinds not in SYNTHESIS_KINDS:
+            raise ConfigError(f"unknown synthesis {kinds!r} (expected one of {', '.join(SYNTHESIS_KINDS)})")
+        self.kinds = kinds
         if foreground_mode not in FOREGROUND_MODES:
             raise ConfigError(
                 f"unknown foreground mode {foreground_mode!r} (expected one of {', '.join(FOREGROUND_MODES)})"
@@ -136,6 +151,13 @@ class AnomalySynthesizer:
             fg = foreground_for(img_rgb, self.foreground_mode, user_mask=foreground)
         if not fg.any():
             fg = np.ones((h, w), bool)
+        if self.kinds == "mixed" and rng.random() >= PAPER_SHARE_IN_MIXED:
+            names = list(STRUCTURAL_DEFECTS)
+            for _ in range(3):
+                made = STRUCTURAL_DEFECTS[names[int(rng.integers(len(names)))]](img_rgb, fg, rng)
+                if made is not None:
+                    return made
+            # Nowhere visible to put one (e.g. a flat black region): the paper's blend below.
         mask = self._mask(fg, rng)
         source = self._source(img_rgb, is_object=not fg.all(), rng=rng).astype(np.float32)
         beta = np.float32(rng.uniform(*self.beta_range))

@@ -39,8 +39,11 @@ class SegmentationUNet(nn.Module):
     def __init__(self, config: SegConfig):
         super().__init__()
         chans = config.encoder_channels
+        # Space-to-depth stem / pixel-shuffle head (stem_factor f > 1): the net works at size / f on
+        # f^2 x more input channels and predicts f x f sub-pixel logits per position.
+        self.stem_factor = f = config.stem_factor
         self.encoders = nn.ModuleList()
-        prev = config.in_channels
+        prev = config.in_channels * f * f
         for ch in chans:
             self.encoders.append(_DoubleConv(prev, ch))
             prev = ch
@@ -52,9 +55,12 @@ class SegmentationUNet(nn.Module):
             out = chans[max(i - 1, 0)]
             self.decoders.append(_UpStage(deep, chans[i], out))
             deep = out
-        self.head = nn.Conv2d(chans[0], 1, 3, padding=1)
+        self.head = nn.Conv2d(chans[0], f * f, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.stem_factor
+        if f > 1:
+            x = F.pixel_unshuffle(x, f)
         skips = []
         for i, enc in enumerate(self.encoders):
             x = enc(x if i == 0 else F.max_pool2d(x, 2))
@@ -62,4 +68,5 @@ class SegmentationUNet(nn.Module):
         x = skips.pop()
         for dec in self.decoders:
             x = dec(x, skips.pop())
-        return self.head(x)
+        logits = self.head(x)
+        return F.pixel_shuffle(logits, f) if f > 1 else logits

@@ -37,7 +37,9 @@ def _zero(module: nn.Module) -> nn.Module:
     return module
 
 
-def _norm(channels: int, groups: int) -> nn.GroupNorm:
+def _norm(channels: int, groups: int, kind: str = "group") -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
     # Fall back to fewer groups for narrow layers so tiny presets still build.
     g = math.gcd(groups, channels)
     return nn.GroupNorm(g, channels)
@@ -54,13 +56,14 @@ class ResBlock(nn.Module):
         groups: int,
         dropout: float = 0.0,
         resample: str | None = None,
+        norm: str = "group",
     ):
         super().__init__()
         self.resample = resample
-        self.in_norm = _norm(in_ch, groups)
+        self.in_norm = _norm(in_ch, groups, norm)
         self.in_conv = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.emb_proj = nn.Linear(emb_dim, out_ch)
-        self.out_norm = _norm(out_ch, groups)
+        self.out_norm = _norm(out_ch, groups, norm)
         self.dropout = nn.Dropout(dropout)
         self.out_conv = _zero(nn.Conv2d(out_ch, out_ch, 3, padding=1))
         self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
@@ -85,12 +88,12 @@ class ResBlock(nn.Module):
 class AttentionBlock(nn.Module):
     """Multi-head self-attention over spatial positions, residual with zero-initialised projection."""
 
-    def __init__(self, channels: int, num_heads: int, groups: int):
+    def __init__(self, channels: int, num_heads: int, groups: int, norm: str = "group"):
         super().__init__()
         if channels % num_heads:
             raise ValueError(f"{channels} channels cannot be split into {num_heads} heads")
         self.num_heads = num_heads
-        self.norm = _norm(channels, groups)
+        self.norm = _norm(channels, groups, norm)
         self.qkv = nn.Conv1d(channels, channels * 3, 1)
         self.proj = _zero(nn.Conv1d(channels, channels, 1))
 
@@ -123,17 +126,19 @@ class DenoisingUNet(nn.Module):
         base = c.base_channels
         emb_dim = base * c.time_embed_mult
         self.time_mlp = nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.in_conv = nn.Conv2d(c.in_channels, base, 3, padding=1)
+        # With a space-to-depth stem the U-Net sees (in_channels * f^2) channels at size / f.
+        self.stem_factor = f = c.stem_factor
+        self.in_conv = nn.Conv2d(c.in_channels * f * f, base, 3, padding=1)
 
         def res(i: int, o: int, resample: str | None = None) -> ResBlock:
-            return ResBlock(i, o, emb_dim, c.groups, c.dropout, resample)
+            return ResBlock(i, o, emb_dim, c.groups, c.dropout, resample, c.norm)
 
         def attn(ch: int) -> AttentionBlock:
-            return AttentionBlock(ch, c.num_heads, c.groups)
+            return AttentionBlock(ch, c.num_heads, c.groups, c.norm)
 
         self.down = nn.ModuleList()
         skips = [base]
-        ch, res_px = base, image_size
+        ch, res_px = base, image_size // f
         for level, mult in enumerate(c.channel_mult):
             for _ in range(c.num_res_blocks):
                 blocks = [res(ch, base * mult)]
@@ -161,14 +166,17 @@ class DenoisingUNet(nn.Module):
                     res_px *= 2
                 self.up.append(_Sequence(blocks))
 
-        self.out = nn.Sequential(_norm(ch, c.groups), nn.SiLU(), _zero(nn.Conv2d(ch, c.in_channels, 3, padding=1)))
+        self.out = nn.Sequential(
+            _norm(ch, c.groups, c.norm), nn.SiLU(), _zero(nn.Conv2d(ch, c.in_channels * f * f, 3, padding=1))
+        )
 
     def time_embedding(self, t: torch.Tensor) -> torch.Tensor:
         """The per-timestep embedding (B, emb_dim); constant for fixed t, so exports fold it."""
         return self.time_mlp(timestep_embedding(t, self.config.base_channels))
 
     def forward_with_embedding(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.in_conv(x)
+        f = self.stem_factor
+        h = self.in_conv(F.pixel_unshuffle(x, f) if f > 1 else x)
         hs = [h]
         for block in self.down:
             h = block(h, emb)
@@ -176,7 +184,8 @@ class DenoisingUNet(nn.Module):
         h = self.middle(h, emb)
         for block in self.up:
             h = block(torch.cat([h, hs.pop()], dim=1), emb)
-        return self.out(h)
+        out = self.out(h)
+        return F.pixel_shuffle(out, f) if f > 1 else out
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.forward_with_embedding(x, self.time_embedding(t))

@@ -1,9 +1,15 @@
 """Joint training of the denoising and segmentation sub-networks (``dae train``).
 
 One step: a batch of half clean, half synthetic-anomaly images; t_s ~ U{0..t_split-1} and
-t_b ~ U{t_split..T-1} with independent fresh noise; both denoiser passes as one batch of two;
-norm-guided x0_g; segmentation of concat(x0, x0_g); the loss of :mod:`.losses`; one Adam step for
-each sub-network with its own learning rate.
+t_b ~ U{t_split..T-1} (or, with ``timesteps="deployed"``, t_s and t_b of the exported graph with a
+small jitter) with independent fresh noise; both denoiser passes as one batch of two; norm-guided
+x0_g; segmentation of concat(x0, x0_g); the loss of :mod:`.losses`; one Adam step for each
+sub-network with its own learning rate (optionally warmed up and cosine-decayed); then an update
+of the weight average (EMA) that the checkpoint's ``model`` holds.
+
+Ctrl-C is taken at a step boundary: the step in flight finishes, the checkpoint is written and the
+run stops, so ``--resume`` continues exactly as if it had never stopped (a step cut in half would
+already have moved the BatchNorm statistics).
 
 Model selection never looks at the test set: the checkpoint kept is the last one. A held-out part
 of ``train/good`` (``val_fraction``) is scored at the end, for thresholds and a sanity number.
@@ -12,7 +18,10 @@ of ``train/good`` (``val_fraction``) is scored at the end, for thresholds and a 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +36,8 @@ from ..data.mvtec import MVTecCategory, split_train_val
 from ..data.preprocess import to_chw_float
 from ..data.synthesis import AnomalySynthesizer
 from ..errors import CheckpointError, ConfigError, DaeError
+from ..hardware import resolve_train_precision
+from ..paths import check_output_file
 from ..evaluate.metrics import image_auroc
 from ..models.detector import DiffusionAD
 from .checkpoint import load_model, read_checkpoint, save_checkpoint
@@ -38,6 +49,31 @@ class TrainingInterrupted(DaeError):
     """Ctrl-C during training; the checkpoint has been saved."""
 
     exit_code = 130
+
+
+class _StopOnSigint:
+    """While active (main thread only), the first Ctrl-C only sets ``requested``: the training
+    loop stops at the next step boundary and saves. A second Ctrl-C stops at once (the last
+    written checkpoint is kept)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: finishing the current step and saving the checkpoint (Ctrl-C again to stop now)", flush=True)
+
+    def __enter__(self) -> "_StopOnSigint":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -59,12 +95,23 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def step_noise(seed: int, step: int, shape: tuple[int, ...], t_split: int, T: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Timesteps and noises of one training step, a pure function of (seed, step), drawn on CPU."""
+def step_noise(
+    seed: int, step: int, shape: tuple[int, ...], t_split: int, T: int,
+    deployed: tuple[int, int] | None = None, jitter: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Timesteps and noises of one training step, a pure function of (seed, step), drawn on CPU.
+
+    ``deployed=(t_s, t_b)`` draws only those timesteps, each +- ``jitter`` (clipped to [0, T-1]);
+    otherwise the paper's ranges U{0..t_split-1} and U{t_split..T-1}.
+    """
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     b = shape[0]
-    t_s = torch.randint(0, t_split, (b,), generator=g)
-    t_b = torch.randint(t_split, T, (b,), generator=g)
+    if deployed is None:
+        t_s = torch.randint(0, t_split, (b,), generator=g)
+        t_b = torch.randint(t_split, T, (b,), generator=g)
+    else:
+        t_s = (deployed[0] + torch.randint(-jitter, jitter + 1, (b,), generator=g)).clamp(0, T - 1)
+        t_b = (deployed[1] + torch.randint(-jitter, jitter + 1, (b,), generator=g)).clamp(0, T - 1)
     eps_s = torch.randn(shape, generator=g)
     eps_b = torch.randn(shape, generator=g)
     return t_s, t_b, eps_s, eps_b
@@ -82,6 +129,43 @@ class TrainResult:
 ProgressFn = Callable[[int, int, dict[str, float], float], None]
 
 
+def lr_factor(schedule: str, step: int, total: int, warmup: int, progress: float | None = None) -> float:
+    """Learning-rate multiplier at ``step``: 1 for "constant"; for "cosine" a linear warm-up over
+    ``warmup`` steps, then a cosine from 1 down to 0.05 as ``progress`` (default step / total)
+    goes from 0 to 1."""
+    if schedule == "constant":
+        return 1.0
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    frac = (step - warmup) / max(total - warmup, 1) if progress is None else progress
+    frac = min(max(frac, 0.0), 1.0)
+    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+class WeightAverage:
+    """Exponential moving average of a model's parameters and floating-point buffers (BatchNorm
+    statistics included); integer buffers are copied. ``model`` holds the averaged network."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.updates = 0
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        avg = self.model.state_dict()
+        for name, value in model.state_dict().items():
+            target = avg[name]
+            if value.dtype.is_floating_point:
+                target.lerp_(value.detach(), 1.0 - d)
+            else:
+                target.copy_(value)
+
+
 class Trainer:
     """Owns the model, the optimisers and the data for one training run."""
 
@@ -93,11 +177,19 @@ class Trainer:
         out_path: str | Path,
         device: str = "auto",
         resume: str | Path | None = None,
+        overwrite: bool = False,
     ):
         self.cfg = train_config.validate()
         self.dataset = dataset
         self.out_path = Path(out_path)
+        # Checked before any work: a run must not end in an unwritable path after hours of steps.
+        same_file = resume is not None and Path(resume).resolve() == self.out_path.resolve()
+        check_output_file(
+            self.out_path, "checkpoint", overwrite=overwrite or same_file,
+            hint="pass --resume to continue it or --overwrite to replace it",
+        )
         self.device = resolve_device(device)
+        self.precision = resolve_train_precision(self.cfg.precision, self.device.type, self.cfg.amp)
         self.step = 0
         self.history: list[dict[str, float]] = []
 
@@ -107,24 +199,45 @@ class Trainer:
             if "optim_denoiser" not in resume_payload:
                 raise CheckpointError(f"{resume} has no optimiser state: it cannot be resumed")
             model_config = ModelConfig.from_json(resume_payload["model_config"])
+            # A resumed run continues with its own recipe (else it would not equal the
+            # uninterrupted run); only the run length and the machinery may change.
+            stored = resume_payload.get("train_config")
+            if stored:
+                keep = dict(steps=self.cfg.steps, checkpoint_every=self.cfg.checkpoint_every,
+                            num_workers=self.cfg.num_workers, precision=self.cfg.precision, amp=self.cfg.amp)
+                self.cfg = TrainConfig.from_dict({**stored, **keep}).validate()
 
         crop = self.cfg.crop_size
         if crop is not None:
-            levels = max(len(model_config.unet.channel_mult), len(model_config.seg.encoder_channels))
-            if crop > model_config.image_size or crop % 2 ** (levels - 1):
+            div = model_config.size_divisor
+            if crop > model_config.image_size or crop % div:
                 raise ConfigError(
-                    f"--crop-size {crop} must be at most {model_config.image_size} and divisible by {2 ** (levels - 1)}"
+                    f"--crop-size {crop} must be at most {model_config.image_size} and a multiple of {div} "
+                    f"for preset {model_config.preset!r}"
                 )
         torch.manual_seed(self.cfg.seed)
         self.model = DiffusionAD(model_config).to(self.device)
         self.opt_denoiser = torch.optim.Adam(self.model.denoiser.parameters(), lr=self.cfg.lr_denoiser)
         self.opt_segmenter = torch.optim.Adam(self.model.segmenter.parameters(), lr=self.cfg.lr_segmenter)
-        self.use_amp = self.cfg.amp and self.device.type == "cuda"
+        # GradScaler only for fp16 (bf16 has fp32's exponent range and needs none).
+        self.use_amp = self.precision == "fp16"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        # channels-last: oneDNN's (and cuDNN's) fast convolution layout; no effect on the maths.
+        self.memory_format = torch.channels_last if self.device.type in ("cpu", "cuda") else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
+        self.ema = WeightAverage(self.model, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
+        self.train_seconds = 0.0
+        self._time_budget_s: float | None = None
 
         if resume_payload is not None:
             model, _ = load_model(resume)
-            self.model.load_state_dict(model.state_dict())
+            # "model" holds the averaged (deployable) weights; "model_train" the raw ones.
+            if self.ema is not None:
+                self.ema.model.load_state_dict(model.state_dict())
+                self.ema.updates = int(resume_payload.get("ema_updates", 0))
+            raw = resume_payload.get("model_train")
+            self.model.load_state_dict(raw if raw is not None else model.state_dict())
+            self.train_seconds = float(resume_payload.get("train_seconds", 0.0))
             self.opt_denoiser.load_state_dict(resume_payload["optim_denoiser"])
             self.opt_segmenter.load_state_dict(resume_payload["optim_segmenter"])
             if resume_payload.get("scaler"):
@@ -135,7 +248,9 @@ class Trainer:
         train_paths, self.val_paths = split_train_val(dataset.train_images, self.cfg.val_fraction, self.cfg.seed)
         self.train_paths = train_paths
         size = self.model.config.image_size
-        self.synthesizer = AnomalySynthesizer(self.cfg.textures, foreground_mode=self.cfg.foreground)
+        self.synthesizer = AnomalySynthesizer(
+            self.cfg.textures, foreground_mode=self.cfg.foreground, kinds=self.cfg.synthesis
+        )
         self.samples = SyntheticAnomalySamples(
             load_images(train_paths, size), self.synthesizer, self.cfg.batch_size, self.cfg.seed, self.cfg.foreground,
             crop_size=self.cfg.crop_size,
@@ -145,9 +260,15 @@ class Trainer:
     # -- persistence ---------------------------------------------------------------------------
     def save(self, validation: dict[str, Any] | None = None) -> None:
         rel = lambda paths: [str(p.relative_to(self.dataset.path)) for p in paths]  # noqa: E731
+        deployable = self.ema.model if self.ema is not None else self.model
         save_checkpoint(
             self.out_path,
-            self.model,
+            deployable,
+            model_train={k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+            if self.ema is not None else None,
+            ema_updates=self.ema.updates if self.ema is not None else 0,
+            train_seconds=self.train_seconds,
+            precision=self.precision,
             step=self.step,
             train_config=self.cfg.to_dict(),
             optim_denoiser=self.opt_denoiser.state_dict(),
@@ -166,11 +287,20 @@ class Trainer:
     # -- one step ------------------------------------------------------------------------------
     def train_step(self, image: torch.Tensor, mask: torch.Tensor, is_clean: torch.Tensor) -> dict[str, float]:
         model, d = self.model, self.model.config.diffusion
-        t_s, t_b, eps_s, eps_b = step_noise(self.cfg.seed, self.step, tuple(image.shape), d.t_split, d.num_timesteps)
-        dev = self.device
-        image, mask, is_clean = image.to(dev), mask.to(dev), is_clean.to(dev)
-        t_s, t_b, eps_s, eps_b = t_s.to(dev), t_b.to(dev), eps_s.to(dev), eps_b.to(dev)
-        autocast = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else contextlib.nullcontext()
+        deployed = (d.t_s, d.t_b) if self.cfg.timesteps == "deployed" else None
+        t_s, t_b, eps_s, eps_b = step_noise(
+            self.cfg.seed, self.step, tuple(image.shape), d.t_split, d.num_timesteps, deployed, self.cfg.t_jitter
+        )
+        dev, fmt = self.device, self.memory_format
+        image, mask, is_clean = image.to(dev, memory_format=fmt), mask.to(dev), is_clean.to(dev)
+        t_s, t_b = t_s.to(dev), t_b.to(dev)
+        eps_s, eps_b = eps_s.to(dev, memory_format=fmt), eps_b.to(dev, memory_format=fmt)
+        self._set_learning_rates()
+        if self.precision in ("fp16", "bf16"):
+            dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+            autocast = torch.autocast(dev.type, dtype=dtype)
+        else:
+            autocast = contextlib.nullcontext()
         with autocast:
             x0_g, eps_s_hat, eps_b_hat = model.guided_reconstruction(image, t_s, t_b, eps_s, eps_b)
             prob = torch.sigmoid(model.segment_logits(image, x0_g))
@@ -186,14 +316,43 @@ class Trainer:
         self.scaler.step(self.opt_denoiser)
         self.scaler.step(self.opt_segmenter)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return loss.as_floats()
 
+    def _set_learning_rates(self) -> None:
+        progress = None
+        budget = self._time_budget_s
+        if budget and self.cfg.lr_schedule == "cosine" and self.step >= self.cfg.warmup_steps:
+            # A time-boxed run decays over whichever ends first, its steps or its minutes.
+            by_steps = (self.step - self.cfg.warmup_steps) / max(self.cfg.steps - self.cfg.warmup_steps, 1)
+            progress = max(by_steps, self.train_seconds / budget)
+        f = lr_factor(self.cfg.lr_schedule, self.step, self.cfg.steps, self.cfg.warmup_steps, progress)
+        for opt, base in ((self.opt_denoiser, self.cfg.lr_denoiser), (self.opt_segmenter, self.cfg.lr_segmenter)):
+            for group in opt.param_groups:
+                group["lr"] = base * f
+
     # -- the loop ------------------------------------------------------------------------------
-    def fit(self, progress: ProgressFn | None = None, time_budget_s: float | None = None) -> TrainResult:
-        """Train to ``cfg.steps`` (or until ``time_budget_s`` runs out), validate, save the checkpoint."""
+    def fit(
+        self,
+        progress: ProgressFn | None = None,
+        time_budget_s: float | None = None,
+        snapshots_s: tuple[float, ...] = (),
+    ) -> TrainResult:
+        """Train to ``cfg.steps`` (or until ``time_budget_s`` of training time, counted across
+        resumes, is spent), validate, save the checkpoint.
+
+        ``snapshots_s``: training times (seconds) at which a copy of the checkpoint is also written
+        next to it as ``<stem>-<minutes>min.pt`` (for learning curves).
+        """
         total = self.cfg.steps
         if self.step >= total:
             raise ConfigError(f"checkpoint is already at step {self.step}; pass --steps above it to train on")
+        if time_budget_s is not None and self.train_seconds >= time_budget_s:
+            raise ConfigError(
+                f"checkpoint has already trained {self.train_seconds / 60:.1f} min; pass --minutes above it to train on"
+            )
+        self._time_budget_s = time_budget_s
         loader = DataLoader(
             self.samples,
             batch_size=self.cfg.batch_size,
@@ -204,44 +363,73 @@ class Trainer:
         )
         self.model.train()
         losses: dict[str, float] = {}
-        ema: dict[str, float] = {}
+        smoothed: dict[str, float] = {}
+        pending_snapshots = sorted(s for s in snapshots_s if s > self.train_seconds)
         t0 = time.perf_counter()
-        try:
-            for image, mask, is_clean in loader:
-                losses = self.train_step(image, mask, is_clean)
-                self.step += 1
-                ema = {k: v if k not in ema else 0.9 * ema[k] + 0.1 * v for k, v in losses.items()}
-                if self.step % 10 == 0 or self.step == total:
-                    self.history.append({"step": float(self.step), **ema})
-                if progress is not None:
-                    elapsed = time.perf_counter() - t0
-                    progress(self.step, total, ema, elapsed)
-                if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0 and self.step < total:
-                    self.save()
-                if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
-                    break
-        except KeyboardInterrupt:
-            self.save()
-            raise TrainingInterrupted(
-                f"interrupted at step {self.step}; checkpoint saved to {self.out_path} "
-                f"(continue with --resume {self.out_path})"
-            ) from None
+        seconds_at_start = self.train_seconds
+        with _StopOnSigint() as stop:
+            try:
+                batches = iter(loader)
+                while not stop.requested:
+                    try:
+                        image, mask, is_clean = next(batches)
+                    except StopIteration:
+                        break
+                    losses = self.train_step(image, mask, is_clean)
+                    self.step += 1
+                    self.train_seconds = seconds_at_start + time.perf_counter() - t0
+                    smoothed = {k: v if k not in smoothed else 0.9 * smoothed[k] + 0.1 * v for k, v in losses.items()}
+                    if self.step % 10 == 0 or self.step == total:
+                        self.history.append({"step": float(self.step), **smoothed})
+                    if progress is not None:
+                        progress(self.step, total, smoothed, time.perf_counter() - t0)
+                    while pending_snapshots and self.train_seconds >= pending_snapshots[0]:
+                        snap_start = time.perf_counter()
+                        self._snapshot(pending_snapshots.pop(0))
+                        t0 += time.perf_counter() - snap_start  # validation is not training time
+                    if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0 and self.step < total:
+                        self.save()
+                    if time_budget_s is not None and self.train_seconds >= time_budget_s:
+                        break
+            except RuntimeError:
+                # Data-loader workers also receive Ctrl-C and exit; the main process then learns
+                # of it while fetching the next batch, i.e. between two steps.
+                if not stop.requested:
+                    raise
+            if stop.requested:
+                self.save()
+                raise TrainingInterrupted(
+                    f"interrupted after step {self.step} (the step in flight was finished); checkpoint "
+                    f"saved to {self.out_path} (continue with --resume {self.out_path})"
+                )
         validation = self.validate()
         self.save(validation)
         return TrainResult(self.out_path, self.step, losses, self.history, validation)
+
+    def snapshot_path(self, seconds: float) -> Path:
+        return self.out_path.with_name(f"{self.out_path.stem}-{seconds / 60:g}min{self.out_path.suffix}")
+
+    def _snapshot(self, seconds: float) -> None:
+        """A copy of the checkpoint at this point of training (validated like a final one)."""
+        out, self.out_path = self.out_path, self.snapshot_path(seconds)
+        try:
+            self.save(self.validate())
+        finally:
+            self.out_path = out
 
     @torch.no_grad()
     def validate(self) -> dict[str, Any]:
         """Score held-out normal images and synthetic anomalies made from them (never the test set)."""
         if not self.val_paths:
             return {}
-        self.model.eval()
-        size = self.model.config.image_size
+        net = self.ema.model if self.ema is not None else self.model
+        net.eval()
+        size = net.config.image_size
         images = load_images(self.val_paths, size)
         rng = np.random.default_rng([self.cfg.seed, 999_999])
         anomalous = [self.synthesizer.synthesize(img, rng)[0] for img in images]
         batch = torch.from_numpy(np.stack([to_chw_float(img) for img in images + anomalous]))
-        scores = [self.model.detect(chunk.to(self.device)).score.cpu() for chunk in batch.split(8)]
+        scores = [net.detect(chunk.to(self.device)).score.cpu() for chunk in batch.split(8)]
         all_scores = torch.cat(scores).numpy()
         labels = np.r_[np.zeros(len(images)), np.ones(len(anomalous))]
         self.model.train()

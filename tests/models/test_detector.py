@@ -98,7 +98,7 @@ def test_config_round_trip_and_validation():
         preset("huge")
     bad = preset("tiny")
     bad.image_size = 66
-    with pytest.raises(ConfigError, match="divisible"):
+    with pytest.raises(ConfigError, match="multiple of 8"):
         bad.validate()
     with pytest.raises(ConfigError):
         ModelConfig.from_json('{"preset": "x"}')
