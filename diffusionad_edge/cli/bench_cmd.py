@@ -13,7 +13,7 @@ from .common import console, out
 
 
 def bench(
-    bundles: Optional[list[Path]] = typer.Argument(None, help="Export bundle folders to benchmark."),
+    bundles: Optional[list[Path]] = typer.Argument(None, help="Bundle folders to benchmark."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Add PyTorch reference rows for this checkpoint."),
     iterations: int = typer.Option(30, min=1, help="Timed iterations per row (after warm-up)."),
     seconds: Optional[float] = typer.Option(None, min=0.1, help="Or stop a row after this many seconds."),
@@ -47,7 +47,7 @@ def bench(
     gflop = None
     if checkpoint is not None:
         from ..models.complexity import measure_complexity
-        from ..train.checkpoint import load_model
+        from ..models.checkpoint_io import load_model
 
         gflop = measure_complexity(load_model(checkpoint)[0]).one_step_gflop
     rows = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +12,7 @@ from rich.table import Table
 from ..errors import ConfigError
 from ..export.checks import DEFAULT_MAX_DROP
 from ..export.targets import list_targets
+from ..files import fmt
 from .common import console, out
 
 
@@ -51,7 +51,7 @@ def export(
     overwrite: bool = typer.Option(False, help="Replace an existing bundle folder."),
     build_engine: bool = typer.Option(False, "--build-engine", help="On the device: build the TensorRT engine of a jetson-* bundle (given as the first argument)."),
 ) -> None:
-    """Export a checkpoint to a checked artifact bundle for a target (ONNX Runtime, OpenVINO, TensorRT)."""
+    """Export a checkpoint to a checked bundle for a target (ONNX Runtime, OpenVINO, TensorRT)."""
     if build_engine:
         _build_engine(checkpoint)
         return
@@ -73,7 +73,7 @@ def export(
 
 
 def _build_engine(bundle: Path) -> None:
-    from ..export.bundle import read_metadata, verify_files
+    from ..runtime.bundle import read_metadata, verify_files
     from ..runtime.tensorrt_engine import build_engine
 
     meta = read_metadata(bundle)
@@ -82,10 +82,6 @@ def _build_engine(bundle: Path) -> None:
     verify_files(bundle, meta)
     engine = build_engine(bundle, meta["tensorrt"], log=lambda m: console.print(m))
     console.print(f"engine: {engine}")
-
-
-def _f(v) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else (f"{v:.2e}" if abs(v) < 1e-2 and v != 0 else f"{v:.4f}")
 
 
 def print_report(meta: dict) -> None:
@@ -98,7 +94,7 @@ def print_report(meta: dict) -> None:
     table.add_column("decisions agree", justify="right")
     for key, label in (("fp32_onnx_vs_pytorch", "FP32 ONNX vs PyTorch"), ("artifact_vs_pytorch", f"{meta['precision']} artifact vs PyTorch")):
         r = c[key]
-        table.add_row(label, _f(r["map_max_abs_error"]), _f(r["score_max_abs_error"]), f"{100 * r.get('decision_agreement', float('nan')):.1f} %")
+        table.add_row(label, fmt(r["map_max_abs_error"], "auto"), fmt(r["score_max_abs_error"], "auto"), f"{100 * r.get('decision_agreement', float('nan')):.1f} %")
     out.print(table)
     thr = meta["thresholds"]
     out.print(f"thresholds (from {thr['source']}): image {thr['image']:.4f}, pixel {thr['pixel']:.4f}")
@@ -110,6 +106,6 @@ def print_report(meta: dict) -> None:
         t.add_column(meta["precision"], justify="right")
         t.add_column("delta", justify="right")
         for k in acc["fp32"]:
-            t.add_row(k, _f(acc["fp32"][k]), _f(acc["artifact"][k]), _f(acc["delta"][k]))
+            t.add_row(k, fmt(acc["fp32"][k], "auto"), fmt(acc["artifact"][k], "auto"), fmt(acc["delta"][k], "auto"))
         out.print(t)
     out.print("checks: " + ("[green]passed" if c["passed"] else "[red]FAILED: " + "; ".join(c["failures"])))

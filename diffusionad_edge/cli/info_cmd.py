@@ -23,7 +23,7 @@ def info(
 
     from ..models.complexity import measure_complexity
     from ..models.detector import DiffusionAD
-    from ..train.checkpoint import load_model
+    from ..models.checkpoint_io import load_model
 
     if (checkpoint is None) == (preset is None):
         raise ConfigError("give either a CHECKPOINT or --preset NAME")

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from diffusionad_edge.export.bundle import load_artifact
+from diffusionad_edge.runtime.bundle import load_bundle
 from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
 from diffusionad_edge.runtime.sources import LiveSource, SourceError
 
@@ -135,7 +135,7 @@ def test_stream_that_never_comes_back_errors():
 
 
 def test_odd_frames_are_converted(bundles):
-    with load_artifact(bundles["onnxruntime-cpu"]) as art:
+    with load_bundle(bundles["onnxruntime-cpu"]) as art:
         for frame in (np.zeros((37, 53), np.uint8), np.zeros((37, 53, 4), np.uint8), np.zeros((300, 17, 3), np.uint16)):
             assert 0 <= art.predict(frame, bgr=True).score <= 1
 
