@@ -15,7 +15,8 @@ def _f(v: Any, spec: str = ".1f") -> str:
     return fmt(v, spec, missing="-")
 
 
-COLUMNS = ("row", "runs as", "batch", "p50 ms", "p90 ms", "p99 ms", "infer p50", "FPS", "GFLOP/img", "GFLOP/s", "peak MiB", "size MiB", "img AUROC", "pix AUROC", "pix AP", "d img AUROC", "speed-up vs iterative")
+COLUMNS = ("row", "runs as", "batch", "p50 ms", "p90 ms", "p99 ms", "infer p50", "FPS", "GFLOP/img", "GFLOP/s",
+           "peak MiB", "size MiB", "img AUROC", "pix AUROC", "pix AP", "d img AUROC", "speed-up vs iterative")
 
 
 #: What fits an 80-100 column terminal; the full table is in bench.md.

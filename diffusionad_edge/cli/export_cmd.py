@@ -36,7 +36,8 @@ def export(
     precision: Optional[str] = typer.Option(None, help="fp32, fp16 or int8 (default: the profile's)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Bundle folder (default: exports/<checkpoint>-<target>-<precision>)."),
     input_size: Optional[int] = typer.Option(None, help="Override the profile's fixed input size."),
-    calibration: Optional[Path] = typer.Option(None, help="Calibration manifest (JSON, see calibration/README.md). Default: a seeded subset of the training normals."),
+    calibration: Optional[Path] = typer.Option(None, help="Calibration manifest (JSON, see calibration/README.md). "
+                                               "Default: a seeded subset of the training normals."),
     calibration_count: int = typer.Option(64, min=1, help="Images in the default calibration set."),
     eval_data: Optional[Path] = typer.Option(None, help="MVTec-layout folder whose test split measures accuracy against FP32."),
     eval_category: Optional[str] = typer.Option(None, help="Category under --eval-data."),
@@ -49,7 +50,8 @@ def export(
     accuracy_aware: bool = typer.Option(False, help="OpenVINO INT8: NNCF accuracy-controlled quantization within --max-drop (needs --eval-data)."),
     keep_failed: bool = typer.Option(False, help="Write the bundle even when a check fails (marked as failed)."),
     overwrite: bool = typer.Option(False, help="Replace an existing bundle folder."),
-    build_engine: bool = typer.Option(False, "--build-engine", help="On the device: build the TensorRT engine of a jetson-* bundle (given as the first argument)."),
+    build_engine: bool = typer.Option(False, "--build-engine",
+                                      help="On the device: build the TensorRT engine of a jetson-* bundle (given as the first argument)."),
 ) -> None:
     """Export a checkpoint to a checked bundle for a target (ONNX Runtime, OpenVINO, TensorRT)."""
     if build_engine:
@@ -63,7 +65,8 @@ def export(
     opts = ExportOptions(
         checkpoint=checkpoint, target=target, out_dir=out_dir, precision=precision, input_size=input_size,
         calibration=calibration, calibration_count=calibration_count, eval_data=eval_data, eval_category=eval_category,
-        eval_limit=eval_limit, threshold_data=threshold_data, threshold_category=threshold_category, max_drop=max_drop, accuracy_aware=accuracy_aware, keep_failed=keep_failed, overwrite=overwrite,
+        eval_limit=eval_limit, threshold_data=threshold_data, threshold_category=threshold_category, max_drop=max_drop,
+        accuracy_aware=accuracy_aware, keep_failed=keep_failed, overwrite=overwrite,
     )
     result = export_bundle(opts, log=lambda msg: console.print(msg))
     print_report(result.metadata)
@@ -94,7 +97,8 @@ def print_report(meta: dict) -> None:
     table.add_column("decisions agree", justify="right")
     for key, label in (("fp32_onnx_vs_pytorch", "FP32 ONNX vs PyTorch"), ("artifact_vs_pytorch", f"{meta['precision']} artifact vs PyTorch")):
         r = c[key]
-        table.add_row(label, fmt(r["map_max_abs_error"], "auto"), fmt(r["score_max_abs_error"], "auto"), f"{100 * r.get('decision_agreement', float('nan')):.1f} %")
+        table.add_row(label, fmt(r["map_max_abs_error"], "auto"), fmt(r["score_max_abs_error"], "auto"),
+                      f"{100 * r.get('decision_agreement', float('nan')):.1f} %")
     out.print(table)
     thr = meta["thresholds"]
     out.print(f"thresholds (from {thr['source']}): image {thr['image']:.4f}, pixel {thr['pixel']:.4f}")

@@ -15,7 +15,8 @@ from .common import console, out
 def run(
     model: Path = typer.Option(..., "--model", "-m", help="Bundle folder (any backend) or checkpoint (.pt, PyTorch)."),
     camera: Optional[int] = typer.Option(None, "--camera", help="Camera index (e.g. 0)."),
-    source: Optional[str] = typer.Option(None, "--source", "-s", help="Video file, rtsp://... / http://... URL, GStreamer pipeline ('... ! appsink'), image folder or glob."),
+    source: Optional[str] = typer.Option(None, "--source", "-s", help="Video file, rtsp://... / http://... URL, "
+                                         "GStreamer pipeline ('... ! appsink'), image folder or glob."),
     backend: Optional[str] = typer.Option(None, help="Override the bundle's backend."),
     save: Optional[Path] = typer.Option(None, "--save", help="Write the overlay video here (.mp4); playable even after Ctrl-C."),
     save_frames: Optional[Path] = typer.Option(None, "--save-frames", help="Write NG frames (overlays) into this folder."),
@@ -28,8 +29,8 @@ def run(
     show: Optional[bool] = typer.Option(None, "--show/--no-show", help="Display a window (default: when a display exists)."),
 ) -> None:
     """Run the detector on a camera or stream: overlay, OK/NG, events and an end-of-run summary."""
-    from ..runtime.live import RunOptions, display_available, run_stream
     from ..runtime.bundle import open_bundle
+    from ..runtime.live import RunOptions, display_available, run_stream
     from ..runtime.sources import describe
 
     if (camera is None) == (source is None):

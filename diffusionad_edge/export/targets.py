@@ -7,11 +7,12 @@ can produce) drives validation: an unknown backend or an unsupported precision i
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from ..errors import ConfigError
 from ..runtime.backends import BACKENDS

@@ -18,11 +18,11 @@ the table of backends (:mod:`.backends`).
 
 from __future__ import annotations
 
+import threading
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-import threading
-import time
 from typing import Any, Callable
 
 import numpy as np
@@ -99,7 +99,7 @@ class Runner(ABC):
     @abstractmethod
     def infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def deactivate_impl(self) -> None:
+    def deactivate_impl(self) -> None:  # noqa: B027  (optional hook, not abstract)
         """Release backend resources; the default just drops references."""
 
 

@@ -8,14 +8,15 @@ import onnx
 import pytest
 
 from diffusionad_edge.data.preprocess import read_image
-from diffusionad_edge.runtime.bundle import BundleError, load_bundle
 from diffusionad_edge.export.pipeline import ExportCheckFailed, ExportOptions, export_bundle
+from diffusionad_edge.runtime.bundle import BundleError, load_bundle
 from diffusionad_edge.runtime.runners import TorchRunner
 from diffusionad_edge.train.checkpoint import load_model
 
 
 def _export(ckpt, out, target, precision, **kw):
-    return export_bundle(ExportOptions(checkpoint=ckpt, target=target, out_dir=out, precision=precision, input_size=64, calibration_count=8, **kw), log=lambda m: None)
+    return export_bundle(ExportOptions(checkpoint=ckpt, target=target, out_dir=out, precision=precision, input_size=64,
+                                       calibration_count=8, **kw), log=lambda m: None)
 
 
 @pytest.fixture(scope="module")

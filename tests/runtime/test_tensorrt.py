@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from diffusionad_edge.errors import MissingDependencyError
-from diffusionad_edge.runtime.bundle import load_bundle
 from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
+from diffusionad_edge.runtime.bundle import load_bundle
 from diffusionad_edge.runtime.tensorrt_engine import EngineMismatchError, build_engine, engine_filename, find_engine
 
 from .stubfix import fixed_stub_copy
