@@ -18,7 +18,6 @@ the table of backends (:mod:`.backends`).
 
 from __future__ import annotations
 
-import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -196,8 +195,8 @@ class OnnxRuntimeRunner(Runner):
 class OpenVINORunner(Runner):
     """An OpenVINO IR (.xml + .bin) compiled for a device (CPU, GPU, NPU).
 
-    ``requests``: how many inference requests :meth:`infer_many` keeps in flight (OpenVINO's
-    asynchronous queue; 0 = the number OpenVINO finds optimal for the device). With 1 (the default)
+    ``requests``: how many asynchronous inference requests :meth:`infer_many` keeps in flight
+    (0 = the number OpenVINO finds optimal for the device). With 1 (the default)
     every inference is synchronous: the right mode for a camera loop's latency. Several requests raise
     throughput on many-core CPUs at the cost of latency; pair them with ``PERFORMANCE_HINT=THROUGHPUT``.
     """
@@ -235,7 +234,9 @@ class OpenVINORunner(Runner):
         if self.requests != 1:
             n = self.requests or int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
             self.requests = n
-            self.queue = ov.AsyncInferQueue(self.compiled, n)
+            # Our own ring of requests rather than ov.AsyncInferQueue: its Python callbacks run on
+            # OpenVINO's threads and can deadlock (GIL) when the compiled model is released.
+            self.queue = [self.compiled.create_infer_request() for _ in range(n)]
 
     def infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self.request.infer({0: batch})
@@ -249,20 +250,25 @@ class OpenVINORunner(Runner):
             return super().infer_many(batches)
         results: list[Any] = [None] * len(batches)
         latencies: list[float] = [0.0] * len(batches)
-        lock = threading.Lock()
+        pending: list[tuple[int, float] | None] = [None] * len(self.queue)
 
-        def finished(request: Any, userdata: tuple[int, float]) -> None:  # on OpenVINO's threads
-            index, started = userdata
+        def collect(k: int) -> None:
+            request, (index, started) = self.queue[k], pending[k]
+            request.wait()  # releases the GIL while the request runs
+            latencies[index] = (time.perf_counter() - started) * 1000
             maps = np.array(request.get_tensor("anomaly_map").data)
-            scores = np.array(request.get_tensor("score").data)
-            with lock:
-                results[index] = RunnerOutput(maps[:, 0] if maps.ndim == 4 else maps, scores)
-                latencies[index] = (time.perf_counter() - started) * 1000
+            results[index] = RunnerOutput(maps[:, 0] if maps.ndim == 4 else maps, np.array(request.get_tensor("score").data))
+            pending[k] = None
 
-        self.queue.set_callback(finished)
-        for i, b in enumerate(batches):
-            self.queue.start_async({0: np.ascontiguousarray(b, dtype=np.float32)}, (i, time.perf_counter()))  # blocks while all are busy
-        self.queue.wait_all()
+        for i, b in enumerate(batches):  # round robin: wait for a request's previous job before reusing it
+            k = i % len(self.queue)
+            if pending[k] is not None:
+                collect(k)
+            self.queue[k].start_async({0: np.ascontiguousarray(b, dtype=np.float32)})
+            pending[k] = (i, time.perf_counter())
+        for k in sorted(range(len(self.queue)), key=lambda k: pending[k][0] if pending[k] else -1):
+            if pending[k] is not None:
+                collect(k)
         self.request_latencies_ms = latencies
         return results
 
