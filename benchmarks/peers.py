@@ -114,7 +114,7 @@ def build_models(presets: list[str], size: int) -> dict[str, tuple[nn.Module, fl
 def compile_rows(models: dict, size: int, precisions: list[str], work: Path, calib_n: int) -> list[dict]:
     import openvino as ov
 
-    from diffusionad_edge.quantize.openvino_int8 import quantize_ir_int8
+    from diffusionad_edge.export.converters.openvino_ir import quantize_ir_int8
 
     core = ov.Core()
     rng = np.random.default_rng(0)

@@ -1,8 +1,10 @@
 """``dae bench``: latency, FPS and accuracy of bundles and of the PyTorch model, side by side.
 
 Each row: warm-up, then ``iterations`` timed runs (or until ``seconds`` pass) of the full path a
-deployment runs — preprocess (a raw camera-sized uint8 frame to the input tensor), inference,
-postprocess (threshold, defect mask, map resized back to the frame) — with p50/p90/p99 per stage.
+deployment runs, through the bundle's own methods — ``Bundle.preprocess`` (a raw camera-sized uint8
+frame to the input tensor), ``Bundle.infer``, ``Bundle.postprocess`` (thresholds, defect mask, map
+resized back to the frame) — with p50/p90/p99 per stage. A checkpoint's rows run the same way, its
+model wrapped as a bundle with a :class:`~..runtime.runners.TorchRunner`.
 Reference rows: PyTorch eager FP32 (one-step), and the paper's iterative paradigms on the same
 network (DDPM from t_b, DDIM), whose speed-up is computed from the measured times.
 """
@@ -12,14 +14,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import cv2
 import numpy as np
 
-from ..data.preprocess import preprocess, to_rgb
-from ..export.bundle import load_artifact
-from ..runtime.runners import describe_runtime_precision, runner_predict_fn
+from ..runtime.bundle import Bundle, checkpoint_bundle, load_bundle
+from ..runtime.runners import Runner, TorchRunner, describe_runtime_precision
 from .machine import peak_rss_mib, reset_peak_rss
 
 
@@ -71,24 +71,20 @@ def _pcts(values: list[float]) -> dict[str, float]:
     return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)), "mean": float(a.mean())}
 
 
-def time_pipeline(infer: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], size: int, batch: int, warmup: int,
-                  iterations: int, seconds: float | None = None, threshold: float = 0.5,
+def time_pipeline(bundle: Bundle, batch: int, warmup: int, iterations: int, seconds: float | None = None,
                   frame_hw: tuple[int, int] = (480, 640)) -> tuple[dict[str, dict[str, float]], int]:
-    """Per-stage latencies (ms) of preprocess -> infer -> postprocess on synthetic camera frames."""
+    """Per-stage latencies (ms) of the bundle's preprocess -> infer -> postprocess on synthetic camera frames."""
     rng = np.random.default_rng(0)
     h, w = frame_hw
     frames = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(batch)]
     stages: dict[str, list[float]] = {"preprocess": [], "inference": [], "postprocess": [], "total": []}
     for i in range(warmup + iterations):
         t0 = time.perf_counter()
-        x = np.stack([preprocess(to_rgb(f, bgr=True), size) for f in frames])
+        x = np.stack([bundle.preprocess(f, bgr=True) for f in frames])
         t1 = time.perf_counter()
-        maps, scores = infer(x)
+        output = bundle.infer(x)
         t2 = time.perf_counter()
-        for m in maps:  # what a deployment does with the map: mask and heat map at frame size
-            cv2.resize((m >= threshold).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-            cv2.resize(m, (w, h))
-        _ = scores >= threshold
+        bundle.postprocess(output, frame_hw)  # decisions, mask and heat map at frame size
         t3 = time.perf_counter()
         if i >= warmup:
             for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
@@ -98,14 +94,14 @@ def time_pipeline(infer: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], 
     return {k: _pcts(v) for k, v in stages.items()}, len(stages["total"])
 
 
-def _accuracy(predict, size: int, cfg: BenchConfig, limit: int | None) -> dict[str, float] | None:
+def _accuracy(runner: Runner, size: int, cfg: BenchConfig, limit: int | None) -> dict[str, float] | None:
     if cfg.eval_data is None:
         return None
     from ..data.mvtec import MVTecCategory
     from ..evaluate.evaluator import evaluate
 
     ds = MVTecCategory(cfg.eval_data, cfg.eval_category)
-    return evaluate(ds, predict, size, batch_size=8, limit=limit).overall
+    return evaluate(ds, runner, size, batch_size=8, limit=limit).overall
 
 
 def _finish(row: Row, lat: dict, n: int) -> Row:
@@ -131,19 +127,16 @@ def bench_bundle(path: Path, cfg: BenchConfig, gflop: float | None = None) -> Ro
     """Time one bundle (and measure its accuracy when ``cfg.eval_data`` is set). GFLOP per image come
     from the bundle's metadata (its own input size); ``gflop`` is the fallback for older bundles."""
     reset_peak_rss()
-    with load_artifact(path) as art:
-        meta = art.metadata
-        art.runner.activate()
-        size, batch = int(meta["input"]["size"]), int(meta["input"]["batch"])
-
-        infer = runner_predict_fn(art.runner)
-        lat, n = time_pipeline(infer, size, batch, cfg.warmup, cfg.iterations, cfg.seconds, art.pixel_threshold or 0.5, cfg.frame_hw)
-        row = _finish(bundle_row(path, meta, art.runner.runtime_precision, gflop), lat, n)
+    with load_bundle(path) as bundle:
+        meta = bundle.metadata
+        bundle.runner.activate()
+        lat, n = time_pipeline(bundle, int(meta["input"]["batch"]), cfg.warmup, cfg.iterations, cfg.seconds, cfg.frame_hw)
+        row = _finish(bundle_row(path, meta, bundle.runner.runtime_precision, gflop), lat, n)
         reported = _export_accuracy(meta, cfg) if cfg.accuracy_from_export else None
         if reported is not None:
             row.accuracy, row.note = reported, "accuracy from the export check"
         else:
-            row.accuracy = _accuracy(infer, size, cfg, cfg.eval_limit)
+            row.accuracy = _accuracy(bundle.runner, bundle.size, cfg, cfg.eval_limit)
     return row
 
 
@@ -157,36 +150,37 @@ def _export_accuracy(meta: dict[str, Any], cfg: BenchConfig) -> dict[str, float]
 
 
 def bench_pytorch(checkpoint: Path, cfg: BenchConfig, batches: list[int], iterative: bool) -> list[Row]:
-
-    from ..evaluate.evaluator import torch_predict_fn
+    from ..models.checkpoint_io import load_model
     from ..models.complexity import measure_complexity
-    from ..train.checkpoint import load_model
 
-    model, _ = load_model(checkpoint)
+    model, payload = load_model(checkpoint)
     size = model.config.image_size
     c = measure_complexity(model)
     size_mib = checkpoint.stat().st_size / 2**20
     rows = []
     for batch in batches:
         reset_peak_rss()
-        predict = torch_predict_fn(model)
-        lat, n = time_pipeline(predict, size, batch, cfg.warmup, cfg.iterations, cfg.seconds, frame_hw=cfg.frame_hw)
+        bundle = checkpoint_bundle(model, payload, checkpoint, TorchRunner(model))
+        lat, n = time_pipeline(bundle, batch, cfg.warmup, cfg.iterations, cfg.seconds, cfg.frame_hw)
         row = _finish(Row(f"pytorch eager one-step (b{batch})", "pytorch", "fp32", "fp32", batch, c.one_step_gflop, size_mib), lat, n)
         if batch == batches[0]:
-            row.accuracy = _accuracy(predict, size, cfg, cfg.eval_limit)
+            row.accuracy = _accuracy(bundle.runner, size, cfg, cfg.eval_limit)
         rows.append(row)
     if iterative:
         t_b = cfg.iterative_start or model.config.diffusion.t_b
         ddim_steps = min(30, t_b + 1)
         for mode, calls, label in (("iterative", t_b + 1, f"DDPM from t={t_b}"), ("ddim", ddim_steps, f"DDIM {ddim_steps} steps")):
             reset_peak_rss()
-            predict = torch_predict_fn(model, mode, ddim_steps=ddim_steps, start_t=t_b)
-            lat, n = time_pipeline(predict, size, 1, 0, cfg.iterative_iterations, frame_hw=cfg.frame_hw)
+            # One runner (one generator) for timing and accuracy, as before: the DDPM sampler's noise
+            # continues from the timed runs.
+            runner = TorchRunner(model, mode=mode, ddim_steps=ddim_steps, start_t=t_b)
+            lat, n = time_pipeline(checkpoint_bundle(model, payload, checkpoint, runner), 1, 0, cfg.iterative_iterations,
+                                   frame_hw=cfg.frame_hw)
             gflop = calls * c.denoiser_gflop_per_pass + c.segmenter_gflop
             row = _finish(Row(f"pytorch {label}", "pytorch", "fp32", "fp32", 1, gflop, size_mib), lat, n)
             it_limit = min(cfg.iterative_eval_limit, cfg.eval_limit or cfg.iterative_eval_limit)
             # 0 skips it: hundreds of network calls per image make iterative accuracy costly on a CPU.
-            row.accuracy = _accuracy(predict, size, cfg, it_limit) if it_limit > 0 else None
+            row.accuracy = _accuracy(runner, size, cfg, it_limit) if it_limit > 0 else None
             row.note = f"{calls} denoiser calls" + (f"; accuracy on {it_limit} images" if cfg.eval_data and it_limit > 0 else "")
             rows.append(row)
     return rows

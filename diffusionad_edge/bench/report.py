@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from ..evaluate.metrics import nan_to_none
+from ..files import fmt, to_json
 
 
-def _f(v: Any, fmt: str = ".1f") -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+def _f(v: Any, spec: str = ".1f") -> str:
+    return fmt(v, spec, missing="-")
 
 
-COLUMNS = ("row", "runs as", "batch", "p50 ms", "p90 ms", "p99 ms", "infer p50", "FPS", "GFLOP/img", "GFLOP/s", "peak MiB", "size MiB", "img AUROC", "pix AUROC", "pix AP", "d img AUROC", "speed-up vs iterative")
+COLUMNS = ("row", "runs as", "batch", "p50 ms", "p90 ms", "p99 ms", "infer p50", "FPS", "GFLOP/img", "GFLOP/s",
+           "peak MiB", "size MiB", "img AUROC", "pix AUROC", "pix AP", "d img AUROC", "speed-up vs iterative")
 
 
 #: What fits an 80-100 column terminal; the full table is in bench.md.
@@ -95,7 +94,7 @@ def draw_chart(result: dict, path: Path) -> Path:
 def write_outputs(result: dict, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "bench.json", "markdown": out_dir / "bench.md", "chart": out_dir / "bench.png"}
-    paths["json"].write_text(json.dumps(nan_to_none(result), indent=2))
+    paths["json"].write_text(to_json(result))
     paths["markdown"].write_text(to_markdown(result))
     draw_chart(result, paths["chart"])
     return paths

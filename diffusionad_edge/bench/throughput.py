@@ -2,21 +2,20 @@
 
 ``dae bench`` rows measure latency: one frame at a time, as a camera loop runs. OpenVINO's own
 ``benchmark_app`` reports, by default, throughput: the THROUGHPUT performance hint and as many
-asynchronous requests as the device likes. This row measures the same way, so the two can be
-compared, and says so: model only (inputs prepared in advance), latency per request under load.
+asynchronous requests as the device likes. This row measures the same way, through the bundle's
+runner opened with ``requests=0`` (OpenVINO's optimal number) and the THROUGHPUT hint — the runner
+option ``dae run --requests`` uses too — and says so: model only (inputs prepared in advance),
+latency per request under load.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..export.bundle import load_artifact
-from ..optional import require
-from ..runtime.runners import openvino_precision_name
+from ..runtime.bundle import load_bundle, read_metadata
 from .benchmark import BenchConfig, Row, _pcts, bundle_row
 from .machine import peak_rss_mib, reset_peak_rss
 
@@ -24,45 +23,28 @@ from .machine import peak_rss_mib, reset_peak_rss
 def openvino_throughput(path: Path, cfg: BenchConfig, gflop: float | None = None) -> Row | None:
     """A throughput row for an OpenVINO bundle (None for other backends): ``cfg.iterations`` rounds
     of as many requests as OpenVINO's optimal number, or ``cfg.seconds`` of them."""
+    if read_metadata(path)["backend"] != "openvino":
+        return None
     reset_peak_rss()
-    with load_artifact(path) as art:  # verifies the bundle; its runner is not started
-        meta, runner = art.metadata, art.runner
-        if meta["backend"] != "openvino":
-            return None
-        ov = require("openvino")
-        config = {**runner.config, "PERFORMANCE_HINT": "THROUGHPUT"}
-        compiled = ov.Core().compile_model(str(runner.path), runner.device, config)
-    requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-    queue = ov.AsyncInferQueue(compiled, requests)
-    latencies: list[float] = []
-    lock = threading.Lock()
-
-    def finished(request, started: float) -> None:  # called on OpenVINO's threads
-        with lock:
-            latencies.append((time.perf_counter() - started) * 1000)
-
-    queue.set_callback(finished)
-    size, batch = int(meta["input"]["size"]), int(meta["input"]["batch"])
-    x = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
-    for _ in range(max(cfg.warmup, 1) * requests):
-        queue.start_async({0: x}, time.perf_counter())
-    queue.wait_all()
-    latencies.clear()
-
-    submitted, t0 = 0, time.perf_counter()
-    while submitted < cfg.iterations * requests:
-        queue.start_async({0: x}, time.perf_counter())  # blocks while every request is busy
-        submitted += 1
-        if cfg.seconds is not None and time.perf_counter() - t0 > cfg.seconds:
-            break
-    queue.wait_all()
-    wall = time.perf_counter() - t0
-
-    try:
-        runtime = openvino_precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
-    except RuntimeError:  # not every device reports it
-        runtime = None
-    row = bundle_row(path, meta, runtime, gflop, suffix=" throughput")
+    with load_bundle(path, requests=0, performance_hint="THROUGHPUT") as bundle:
+        meta, runner = bundle.metadata, bundle.runner
+        runner.activate()
+        requests = runner.requests
+        size, batch = int(meta["input"]["size"]), int(meta["input"]["batch"])
+        x = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
+        runner.infer_many([x] * (max(cfg.warmup, 1) * requests))
+        latencies: list[float] = []
+        submitted, t0 = 0, time.perf_counter()
+        # Without a time limit all inputs go in one call: the queue never drains between rounds.
+        step = cfg.iterations * requests if cfg.seconds is None else requests
+        while submitted < cfg.iterations * requests:
+            runner.infer_many([x] * step)  # blocks while every request is busy
+            latencies += runner.request_latencies_ms
+            submitted += step
+            if cfg.seconds is not None and time.perf_counter() - t0 > cfg.seconds:
+                break
+        wall = time.perf_counter() - t0
+        row = bundle_row(path, meta, runner.runtime_precision, gflop, suffix=" throughput")
     zeros = _pcts([0.0])
     row.latency_ms = {"preprocess": zeros, "inference": _pcts(latencies), "postprocess": zeros, "total": _pcts(latencies)}
     row.iterations = submitted

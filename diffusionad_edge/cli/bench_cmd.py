@@ -13,7 +13,7 @@ from .common import console, out
 
 
 def bench(
-    bundles: Optional[list[Path]] = typer.Argument(None, help="Export bundle folders to benchmark."),
+    bundles: Optional[list[Path]] = typer.Argument(None, help="Bundle folders to benchmark."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Add PyTorch reference rows for this checkpoint."),
     iterations: int = typer.Option(30, min=1, help="Timed iterations per row (after warm-up)."),
     seconds: Optional[float] = typer.Option(None, min=0.1, help="Or stop a row after this many seconds."),
@@ -21,7 +21,8 @@ def bench(
     batch: str = typer.Option("1", help="Batch sizes for the PyTorch rows, e.g. 1,4 (bundles use their fixed batch)."),
     iterative: bool = typer.Option(True, help="Add the paper's iterative rows (DDPM from t_b, DDIM 30) for the checkpoint."),
     iterative_iterations: int = typer.Option(1, min=1, help="Timed runs of each iterative row (they are slow)."),
-    iterative_eval_limit: int = typer.Option(12, min=0, help="Images for the iterative rows' accuracy (0: timing only; they make hundreds of network calls per image)."),
+    iterative_eval_limit: int = typer.Option(12, min=0,
+                                             help="Images for the iterative rows' accuracy (0: timing only; they make hundreds of network calls per image)."),
     iterative_start: Optional[int] = typer.Option(None, min=1, help="Start the iterative rows at this t (default: the model's t_b=400, the paper's setting)."),
     throughput: bool = typer.Option(False, help="Add a throughput row per OpenVINO bundle: several requests in flight "
                                     "with the THROUGHPUT hint, as OpenVINO's benchmark_app measures by default."),
@@ -33,8 +34,8 @@ def bench(
     """Benchmark bundles and the PyTorch model: p50/p90/p99 per stage, FPS, GFLOP/s, memory, size, accuracy."""
     from ..bench.benchmark import BenchConfig, add_relative_numbers, bench_bundle, bench_pytorch
     from ..bench.machine import describe_machine
-    from ..bench.throughput import openvino_throughput
     from ..bench.report import COLUMNS, COMPACT_COLUMNS, row_cells, write_outputs
+    from ..bench.throughput import openvino_throughput
 
     if not bundles and checkpoint is None:
         raise ConfigError("give bundle folders and/or --checkpoint")
@@ -42,12 +43,13 @@ def bench(
         batches = [int(b) for b in batch.split(",") if b.strip()]
     except ValueError:
         raise ConfigError(f"--batch must be comma-separated integers (got {batch!r})") from None
-    cfg = BenchConfig(warmup=warmup, iterations=iterations, seconds=seconds, iterative_iterations=iterative_iterations, iterative_start=iterative_start, iterative_eval_limit=iterative_eval_limit,
+    cfg = BenchConfig(warmup=warmup, iterations=iterations, seconds=seconds, iterative_iterations=iterative_iterations,
+                      iterative_start=iterative_start, iterative_eval_limit=iterative_eval_limit,
                       eval_data=eval_data, eval_category=eval_category, eval_limit=eval_limit)
     gflop = None
     if checkpoint is not None:
+        from ..models.checkpoint_io import load_model
         from ..models.complexity import measure_complexity
-        from ..train.checkpoint import load_model
 
         gflop = measure_complexity(load_model(checkpoint)[0]).one_step_gflop
     rows = []

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import time
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -12,34 +10,17 @@ from typing import Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..data.builtin import generate_dataset
+from ..data.builtin import open_dataset as _open_dataset
 from ..data.mvtec import MVTecCategory
+from ..evaluate.metrics import METRIC_NAMES
+from ..files import fmt
 
 console = Console(stderr=True)
 out = Console()
 
-BUILTIN_CATEGORY = "surface"
-
-
-def builtin_root() -> Path:
-    """Where the built-in dataset is generated (``$DAE_CACHE`` or ``~/.cache/diffusionad_edge``)."""
-    base = os.environ.get("DAE_CACHE") or Path.home() / ".cache" / "diffusionad_edge"
-    return Path(base) / "builtin"
-
-
 def open_dataset(data: Path | None, category: str | None) -> MVTecCategory:
-    """The user's MVTec-layout folder, or the built-in generated dataset when ``data`` is None."""
-    if data is not None:
-        return MVTecCategory(data, category)
-    root = builtin_root()
-    name = category or BUILTIN_CATEGORY
-    if not (root / name).is_dir():
-        console.print(f"generating the built-in dataset in {root} ...")
-        # Generate beside the final place and rename: an interrupted run leaves no half dataset.
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=root, prefix=".generating-") as tmp:
-            os.replace(generate_dataset(tmp, category=name), root / name)
-    return MVTecCategory(root, name)
+    """The user's MVTec-layout folder, or the built-in dataset (see :func:`..data.builtin.open_dataset`)."""
+    return _open_dataset(data, category, log=console.print)
 
 
 class _LoggedProgress(Progress):
@@ -70,3 +51,19 @@ def progress_bar(description: str, total: int, extra: bool = True) -> Iterator[P
     with _LoggedProgress(*columns, console=console, transient=False) as progress:
         progress.add_task(description, total=total, info="")
         yield progress
+
+
+def print_eval_table(res: dict, title: str) -> None:
+    """An evaluation result (``EvalResult.to_dict()``) as a table: per defect type and overall."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("defect type")
+    table.add_column("images", justify="right")
+    for name in METRIC_NAMES:
+        table.add_column(name.replace("_", " "), justify="right")
+    for defect, metrics in res["per_type"].items():
+        table.add_row(defect, str(res["counts"].get(defect, "")), *(fmt(metrics[n]) for n in METRIC_NAMES))
+    table.add_row("[bold]overall", str(sum(res["counts"].values())), *(f"[bold]{fmt(res['overall'][n])}" for n in METRIC_NAMES))
+    out.print(table)
+    out.print(f"{res['seconds_per_image'] * 1000:.1f} ms per image (model only)")

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
-from ..evaluate.metrics import nan_to_none as _nan_to_none
-from ..train.atomic import atomic_write
 from ..config import MODES
 from ..errors import ConfigError
-from .common import console, open_dataset, out, progress_bar
-
-METRIC_NAMES = ("image_auroc", "pixel_auroc", "pixel_ap", "aupro")
+from ..files import to_json, write_json
+from .common import console, open_dataset, out, print_eval_table, progress_bar
 
 
 def evaluate_cmd(
@@ -32,8 +26,9 @@ def evaluate_cmd(
     noise_study: int = typer.Option(0, min=0, help="Instead: compare the fixed noise with N runs of fresh per-image noise (metrics and score jitter)."),
 ) -> None:
     """Evaluate a checkpoint on the test split; prints a table, optionally writes JSON."""
-    from ..evaluate.evaluator import evaluate, torch_predict_fn
-    from ..train.checkpoint import load_model
+    from ..evaluate.evaluator import evaluate
+    from ..models.checkpoint_io import load_model
+    from ..runtime.runners import TorchRunner
     from ..train.trainer import resolve_device
 
     if mode not in MODES:
@@ -48,36 +43,17 @@ def evaluate_cmd(
 
         study = run_study(model, dataset, noise_study, resolve_device(device), limit, progress=lambda m: console.print(m))
         study.update({"checkpoint": str(checkpoint), "dataset": str(dataset.path)})
-        out.print_json(json.dumps(_nan_to_none(study)))
+        out.print_json(to_json(study, indent=None))
         if json_out is not None:
-            text = json.dumps(_nan_to_none(study), indent=2)
-            atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
+            write_json(json_out, study)
         return
-    predict = torch_predict_fn(model, mode, resolve_device(device), ddim_steps)
+    predict = TorchRunner(model, resolve_device(device), mode, ddim_steps)
     with progress_bar(f"eval {mode}", len(dataset.test_samples) if limit is None else min(limit, len(dataset.test_samples)), extra=False) as bar:
         result = evaluate(dataset, predict, model.config.image_size, batch_size,
                           progress=lambda done, total: bar.update(bar.task_ids[0], completed=done), limit=limit)
     result.extra.update({"checkpoint": str(checkpoint), "dataset": str(dataset.path), "mode": mode,
                          "preset": model.config.preset, "step": payload.get("step")})
-    _print_table(result.to_dict(), f"{dataset.name}: {model.config.preset} @ step {payload.get('step')}, {mode}")
+    print_eval_table(result.to_dict(), f"{dataset.name}: {model.config.preset} @ step {payload.get('step')}, {mode}")
     if json_out is not None:
-        text = json.dumps(_nan_to_none(result.to_dict()), indent=2)
-        atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
+        write_json(json_out, result.to_dict())
         console.print(f"results written to {json_out}")
-
-
-def _fmt(v: float) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
-
-
-def _print_table(res: dict, title: str) -> None:
-    table = Table(title=title)
-    table.add_column("defect type")
-    table.add_column("images", justify="right")
-    for name in METRIC_NAMES:
-        table.add_column(name.replace("_", " "), justify="right")
-    for defect, metrics in res["per_type"].items():
-        table.add_row(defect, str(res["counts"].get(defect, "")), *(_fmt(metrics[n]) for n in METRIC_NAMES))
-    table.add_row("[bold]overall", str(sum(res["counts"].values())), *(f"[bold]{_fmt(res['overall'][n])}" for n in METRIC_NAMES))
-    out.print(table)
-    out.print(f"{res['seconds_per_image'] * 1000:.1f} ms per image (model only)")

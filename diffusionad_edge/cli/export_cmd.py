@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +12,7 @@ from rich.table import Table
 from ..errors import ConfigError
 from ..export.checks import DEFAULT_MAX_DROP
 from ..export.targets import list_targets
+from ..files import fmt
 from .common import console, out
 
 
@@ -36,7 +36,8 @@ def export(
     precision: Optional[str] = typer.Option(None, help="fp32, fp16 or int8 (default: the profile's)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Bundle folder (default: exports/<checkpoint>-<target>-<precision>)."),
     input_size: Optional[int] = typer.Option(None, help="Override the profile's fixed input size."),
-    calibration: Optional[Path] = typer.Option(None, help="Calibration manifest (JSON, see calibration/README.md). Default: a seeded subset of the training normals."),
+    calibration: Optional[Path] = typer.Option(None, help="Calibration manifest (JSON, see calibration/README.md). "
+                                               "Default: a seeded subset of the training normals."),
     calibration_count: int = typer.Option(64, min=1, help="Images in the default calibration set."),
     eval_data: Optional[Path] = typer.Option(None, help="MVTec-layout folder whose test split measures accuracy against FP32."),
     eval_category: Optional[str] = typer.Option(None, help="Category under --eval-data."),
@@ -49,9 +50,10 @@ def export(
     accuracy_aware: bool = typer.Option(False, help="OpenVINO INT8: NNCF accuracy-controlled quantization within --max-drop (needs --eval-data)."),
     keep_failed: bool = typer.Option(False, help="Write the bundle even when a check fails (marked as failed)."),
     overwrite: bool = typer.Option(False, help="Replace an existing bundle folder."),
-    build_engine: bool = typer.Option(False, "--build-engine", help="On the device: build the TensorRT engine of a jetson-* bundle (given as the first argument)."),
+    build_engine: bool = typer.Option(False, "--build-engine",
+                                      help="On the device: build the TensorRT engine of a jetson-* bundle (given as the first argument)."),
 ) -> None:
-    """Export a checkpoint to a checked artifact bundle for a target (ONNX Runtime, OpenVINO, TensorRT)."""
+    """Export a checkpoint to a checked bundle for a target (ONNX Runtime, OpenVINO, TensorRT)."""
     if build_engine:
         _build_engine(checkpoint)
         return
@@ -63,7 +65,8 @@ def export(
     opts = ExportOptions(
         checkpoint=checkpoint, target=target, out_dir=out_dir, precision=precision, input_size=input_size,
         calibration=calibration, calibration_count=calibration_count, eval_data=eval_data, eval_category=eval_category,
-        eval_limit=eval_limit, threshold_data=threshold_data, threshold_category=threshold_category, max_drop=max_drop, accuracy_aware=accuracy_aware, keep_failed=keep_failed, overwrite=overwrite,
+        eval_limit=eval_limit, threshold_data=threshold_data, threshold_category=threshold_category, max_drop=max_drop,
+        accuracy_aware=accuracy_aware, keep_failed=keep_failed, overwrite=overwrite,
     )
     result = export_bundle(opts, log=lambda msg: console.print(msg))
     print_report(result.metadata)
@@ -73,7 +76,7 @@ def export(
 
 
 def _build_engine(bundle: Path) -> None:
-    from ..export.bundle import read_metadata, verify_files
+    from ..runtime.bundle import read_metadata, verify_files
     from ..runtime.tensorrt_engine import build_engine
 
     meta = read_metadata(bundle)
@@ -82,10 +85,6 @@ def _build_engine(bundle: Path) -> None:
     verify_files(bundle, meta)
     engine = build_engine(bundle, meta["tensorrt"], log=lambda m: console.print(m))
     console.print(f"engine: {engine}")
-
-
-def _f(v) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else (f"{v:.2e}" if abs(v) < 1e-2 and v != 0 else f"{v:.4f}")
 
 
 def print_report(meta: dict) -> None:
@@ -98,7 +97,8 @@ def print_report(meta: dict) -> None:
     table.add_column("decisions agree", justify="right")
     for key, label in (("fp32_onnx_vs_pytorch", "FP32 ONNX vs PyTorch"), ("artifact_vs_pytorch", f"{meta['precision']} artifact vs PyTorch")):
         r = c[key]
-        table.add_row(label, _f(r["map_max_abs_error"]), _f(r["score_max_abs_error"]), f"{100 * r.get('decision_agreement', float('nan')):.1f} %")
+        table.add_row(label, fmt(r["map_max_abs_error"], "auto"), fmt(r["score_max_abs_error"], "auto"),
+                      f"{100 * r.get('decision_agreement', float('nan')):.1f} %")
     out.print(table)
     thr = meta["thresholds"]
     out.print(f"thresholds (from {thr['source']}): image {thr['image']:.4f}, pixel {thr['pixel']:.4f}")
@@ -110,6 +110,6 @@ def print_report(meta: dict) -> None:
         t.add_column(meta["precision"], justify="right")
         t.add_column("delta", justify="right")
         for k in acc["fp32"]:
-            t.add_row(k, _f(acc["fp32"][k]), _f(acc["artifact"][k]), _f(acc["delta"][k]))
+            t.add_row(k, fmt(acc["fp32"][k], "auto"), fmt(acc["artifact"][k], "auto"), fmt(acc["delta"][k], "auto"))
         out.print(t)
     out.print("checks: " + ("[green]passed" if c["passed"] else "[red]FAILED: " + "; ".join(c["failures"])))

@@ -21,9 +21,9 @@ def info(
     """Print parameters and GFLOP per image (one-step: 2 denoiser passes + segmentation)."""
     import torch
 
+    from ..models.checkpoint_io import load_model
     from ..models.complexity import measure_complexity
     from ..models.detector import DiffusionAD
-    from ..train.checkpoint import load_model
 
     if (checkpoint is None) == (preset is None):
         raise ConfigError("give either a CHECKPOINT or --preset NAME")

@@ -13,9 +13,10 @@ from .common import console, out
 
 
 def run(
-    model: Path = typer.Option(..., "--model", "-m", help="Export bundle folder (any backend) or checkpoint (.pt, PyTorch)."),
+    model: Path = typer.Option(..., "--model", "-m", help="Bundle folder (any backend) or checkpoint (.pt, PyTorch)."),
     camera: Optional[int] = typer.Option(None, "--camera", help="Camera index (e.g. 0)."),
-    source: Optional[str] = typer.Option(None, "--source", "-s", help="Video file, rtsp://... / http://... URL, GStreamer pipeline ('... ! appsink'), image folder or glob."),
+    source: Optional[str] = typer.Option(None, "--source", "-s", help="Video file, rtsp://... / http://... URL, "
+                                         "GStreamer pipeline ('... ! appsink'), image folder or glob."),
     backend: Optional[str] = typer.Option(None, help="Override the bundle's backend."),
     save: Optional[Path] = typer.Option(None, "--save", help="Write the overlay video here (.mp4); playable even after Ctrl-C."),
     save_frames: Optional[Path] = typer.Option(None, "--save-frames", help="Write NG frames (overlays) into this folder."),
@@ -23,11 +24,13 @@ def run(
     max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after N processed frames."),
     threshold: Optional[float] = typer.Option(None, help="Override the bundle's image threshold."),
     pixel_threshold: Optional[float] = typer.Option(None, help="Override the bundle's pixel threshold (outline)."),
+    requests: Optional[int] = typer.Option(None, min=1, help="OpenVINO bundles: frames in flight together in OpenVINO's "
+                                           "asynchronous queue (more FPS on many-core CPUs, more latency). Default 1."),
     show: Optional[bool] = typer.Option(None, "--show/--no-show", help="Display a window (default: when a display exists)."),
 ) -> None:
     """Run the detector on a camera or stream: overlay, OK/NG, events and an end-of-run summary."""
+    from ..runtime.bundle import open_bundle
     from ..runtime.live import RunOptions, display_available, run_stream
-    from ..runtime.predictor import open_predictor
     from ..runtime.sources import describe
 
     if (camera is None) == (source is None):
@@ -35,11 +38,12 @@ def run(
     src = str(camera) if camera is not None else str(source)
     show = display_available() if show is None else show
     opts = RunOptions(save_video=save, save_frames=save_frames, events=events, max_frames=max_frames, show=show,
-                      image_threshold=threshold, pixel_threshold=pixel_threshold)
-    with open_predictor(model, backend) as predictor:
-        console.print(f"running {model} ({predictor.metadata.get('backend')}, {predictor.metadata.get('precision')}) on {describe(src)}"
-                      + ("" if show else " (headless)") + "; Ctrl-C to stop")
-        summary = run_stream(predictor, src, opts)
+                      image_threshold=threshold, pixel_threshold=pixel_threshold, requests=requests or 1)
+    with open_bundle(model, backend, requests=requests if requests and requests > 1 else None) as bundle:
+        console.print(f"running {model} ({bundle.metadata.get('backend')}, {bundle.metadata.get('precision')}) on {describe(src)}"
+                      + ("" if show else " (headless)") + (f", {requests} requests in flight" if requests and requests > 1 else "")
+                      + "; Ctrl-C to stop")
+        summary = run_stream(bundle, src, opts)
     s = summary.to_dict()
     lat = s["latency_ms"]
     stages = ", ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in lat.items())

@@ -118,3 +118,31 @@ def generate_dataset(
             _write_png(img_dir / f"{i:03d}.png", _to_uint8(bad))
             _write_png(gt_dir / f"{i:03d}_mask.png", mask.astype(np.uint8) * 255)
     return root
+
+
+BUILTIN_CATEGORY = "surface"
+
+
+def builtin_root() -> Path:
+    """Where the built-in dataset is cached (``$DAE_CACHE`` or ``~/.cache/diffusionad_edge``)."""
+    import os
+
+    base = os.environ.get("DAE_CACHE") or Path.home() / ".cache" / "diffusionad_edge"
+    return Path(base) / "builtin"
+
+
+def open_dataset(data: str | Path | None, category: str | None, log=None):
+    """The user's MVTec-layout folder, or the built-in dataset (generated into the cache on first
+    use, atomically: an interrupted run leaves no half dataset) when ``data`` is None."""
+    from ..files import generate_dir
+    from .mvtec import MVTecCategory
+
+    if data is not None:
+        return MVTecCategory(data, category)
+    root = builtin_root()
+    name = category or BUILTIN_CATEGORY
+    if not (root / name).is_dir():
+        if log is not None:
+            log(f"generating the built-in dataset in {root} ...")
+        generate_dir(root / name, lambda tmp: generate_dataset(tmp, category=name))
+    return MVTecCategory(root, name)

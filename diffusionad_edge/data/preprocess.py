@@ -11,6 +11,7 @@ Camera frames enter through :func:`to_rgb` instead of :func:`read_image`.
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 import cv2
@@ -26,6 +27,19 @@ def is_image_file(path: Path) -> bool:
     # Names starting with "." are skipped: macOS leaves "._000.png" resource
     # forks next to every image when a dataset is copied from a Mac.
     return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def find_images(source: str | Path) -> list[Path]:
+    """The image files of a folder (recursive), a single image file, or a glob pattern, sorted.
+    Hidden files (macOS ``._`` resource forks) are skipped; nothing found gives an empty list."""
+    p = Path(source)
+    if p.is_dir():
+        return sorted(f for f in p.rglob("*") if is_image_file(f))
+    if p.is_file():
+        return [p] if p.suffix.lower() in IMAGE_EXTENSIONS else []
+    if any(c in str(source) for c in "*?["):
+        return sorted(f for f in (Path(m) for m in glob.glob(str(source), recursive=True)) if is_image_file(f))
+    return []
 
 
 def _decode(path: str | Path, what: str) -> np.ndarray:
@@ -101,6 +115,13 @@ def to_rgb(frame: np.ndarray, bgr: bool = True) -> np.ndarray:
     if bgr:
         img = img[:, :, ::-1]
     return np.ascontiguousarray(img)
+
+
+def to_bgr(frame: np.ndarray, bgr: bool = True) -> np.ndarray:
+    """A frame as BGR uint8 HxWx3 for drawing and writing with OpenCV (a BGR uint8 frame as it is)."""
+    if bgr and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3:
+        return frame
+    return np.ascontiguousarray(to_rgb(frame, bgr=bgr)[:, :, ::-1])
 
 
 def resize_to(img: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from ..data.mvtec import MVTecCategory, load_test_sample
 from ..errors import DataError
-from ..models.detector import MODES, DiffusionAD
+from ..runtime.runners import Runner, runner_predict_fn
 from .metrics import all_metrics
 
 #: Called after each batch with (images done, images total).
@@ -43,30 +42,18 @@ class EvalResult:
         }
 
 
-def torch_predict_fn(model: DiffusionAD, mode: str = "one-step", device: str | torch.device = "cpu", ddim_steps: int = 30, seed: int = 0,
-                     start_t: int | None = None) -> PredictFn:
-    """A :data:`PredictFn` for a PyTorch model in one of :data:`~..models.detector.MODES`."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    model = model.to(device).eval()
-    generator = torch.Generator().manual_seed(seed)
-
-    def predict(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        det = model.detect(torch.from_numpy(batch).to(device), mode=mode, generator=generator, ddim_steps=ddim_steps, start_t=start_t)
-        return det.anomaly_map[:, 0].float().cpu().numpy(), det.score.float().cpu().numpy()
-
-    return predict
-
-
 def evaluate(
     dataset: MVTecCategory,
-    predict: PredictFn,
+    predict: Runner | PredictFn,
     image_size: int,
     batch_size: int = 8,
     progress: ProgressFn | None = None,
     limit: int | None = None,
 ) -> EvalResult:
-    """Run ``predict`` over the test split and compute the metrics overall and per defect type."""
+    """Run ``predict`` (a runner, e.g. :class:`~..runtime.runners.TorchRunner`, or a batch -> (maps,
+    scores) function) over the test split and compute the metrics overall and per defect type."""
+    if isinstance(predict, Runner):
+        predict = runner_predict_fn(predict)
     samples = list(dataset.test_samples)
     if not samples:
         raise DataError(f"no test images in {dataset.path / 'test'}")

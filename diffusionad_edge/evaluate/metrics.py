@@ -16,6 +16,11 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from ..files import nan_to_none  # noqa: F401  (re-exported: it lived here)
+
+#: the metrics of every evaluation, in table order
+METRIC_NAMES = ("image_auroc", "pixel_auroc", "pixel_ap", "aupro")
+
 
 def _safe(metric, labels: np.ndarray, scores: np.ndarray) -> float:
     """A metric that needs both classes present; NaN (not an exception) when one is missing."""
@@ -98,14 +103,3 @@ def all_metrics(image_labels: np.ndarray, image_scores: np.ndarray, masks: np.nd
         "pixel_ap": pixel_ap(masks, maps),
         "aupro": aupro(masks, maps),
     }
-
-
-def nan_to_none(value):
-    """Strict JSON has no NaN (a metric is NaN when a class is absent): use null instead, recursively."""
-    if isinstance(value, dict):
-        return {k: nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [nan_to_none(v) for v in value]
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value

@@ -10,39 +10,23 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from ..data.mvtec import MVTecCategory
-from ..models.detector import DiffusionAD
-from .evaluator import evaluate, torch_predict_fn
+from ..runtime.runners import TorchRunner
+from .evaluator import evaluate
 
 
-def _fresh_noise_predict(model: DiffusionAD, device: torch.device | str, seed: int, scores_out: list):
-    g = torch.Generator().manual_seed(seed)
-
-    def predict(batch: np.ndarray):
-        x = torch.from_numpy(batch).to(device)
-        noise = torch.randn((2, *x.shape), generator=g).to(device)
-        det = model.detect(x, noise=noise)
-        scores = det.score.float().cpu().numpy()
-        scores_out.append(scores)
-        return det.anomaly_map[:, 0].float().cpu().numpy(), scores
-
-    return predict
-
-
-def noise_study(model: DiffusionAD, dataset: MVTecCategory, repeats: int = 5, device: torch.device | str = "cpu",
+def noise_study(model: Any, dataset: MVTecCategory, repeats: int = 5, device: Any = "cpu",
                 limit: int | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     size = model.config.image_size
-    model = model.to(device).eval()
-    fixed = evaluate(dataset, torch_predict_fn(model, device=device), size, limit=limit)
+    fixed = evaluate(dataset, TorchRunner(model, device), size, limit=limit)
     if progress:
         progress("fixed noise done")
     runs, all_scores = [], []
     for r in range(repeats):
-        scores: list = []
-        runs.append(evaluate(dataset, _fresh_noise_predict(model, device, 1000 + r, scores), size, limit=limit).overall)
-        all_scores.append(np.concatenate(scores))
+        runner = TorchRunner(model, device, noise="fresh", seed=1000 + r)
+        runs.append(evaluate(dataset, runner, size, limit=limit).overall)
+        all_scores.append(np.concatenate(runner.scores_seen))
         if progress:
             progress(f"fresh noise run {r + 1}/{repeats} done")
     scores_rn = np.stack(all_scores)  # (repeats, images)

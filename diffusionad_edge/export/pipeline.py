@@ -1,30 +1,33 @@
-"""``dae export``: checkpoint -> checked artifact bundle for a target profile.
+"""``dae export``: checkpoint -> checked bundle for a target profile, in stages, each one function:
 
-1. rebuild the model, export the fixed-step graph to ONNX (checked, simplified);
-2. produce the target's artifact: ONNX (FP32 / Q/DQ INT8), OpenVINO IR (FP32 / FP16 / NNCF INT8),
-   or a TensorRT-ready ONNX plus build plan;
-3. check it: FP32 parity with PyTorch, the artifact against PyTorch, thresholds from held-out
-   normals, and accuracy deltas against FP32 on an evaluation set when one is given;
-4. write ``metadata.json`` and move the finished folder into place. A failed check removes
-   everything unless ``keep_failed``; an interrupted export leaves only a hidden partial folder
-   that is deleted.
+1. :func:`prepare` — validate the options against the target and the table of backends, load the
+   checkpoint (``models/checkpoint_io``) and resize it to the target's input size;
+2. :func:`build_artefact` — export the fixed-step graph to ONNX (checked, simplified) and run the
+   backend's converter (``export/converters``): ONNX (FP32 / Q/DQ INT8), OpenVINO IR (FP32 / FP16 /
+   NNCF INT8), or the ONNX a TensorRT device builds from;
+3. :func:`choose_thresholds` — decision thresholds chosen with the artefact itself (on held-out
+   normals + synthetic anomalies, or the user's labelled images);
+4. :func:`run_checks` — FP32 parity with PyTorch, the artefact against PyTorch (decisions at the
+   chosen threshold), the TensorRT parser lint, accuracy deltas against FP32 on an evaluation set;
+5. :func:`build_metadata` — ``metadata.json``;
+6. :func:`commit` — move the finished folder into place. A failed check removes everything unless
+   ``keep_failed``; an interrupted export leaves only a hidden partial folder that is deleted.
+
+The artefact is run through the runtime (:mod:`diffusionad_edge.runtime`): the exporter uses it only to
+check what it built.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
-import platform
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from .. import __version__
 from ..config import ModelConfig
@@ -33,19 +36,21 @@ from ..data.preprocess import read_image, resize_image, to_chw_float
 from ..data.synthesis import AnomalySynthesizer
 from ..errors import ConfigError, DaeError
 from ..evaluate.evaluator import evaluate
-from ..evaluate.metrics import nan_to_none
+from ..files import replace_dir, write_json
+from ..models.checkpoint_io import load_model
 from ..models.complexity import measure_complexity
 from ..models.detector import DiffusionAD
 from ..quantize.calibration import CalibrationSet, from_manifest, from_training_images
-from ..runtime.runners import OnnxRuntimeRunner, Runner, describe_runtime_precision, runner_predict_fn
-from ..train.checkpoint import load_model
-from .bundle import FORMAT, FORMAT_VERSION, METADATA, make_runner, sha256
+from ..runtime.backends import Backend, get_backend, make_runner, package_versions
+from ..runtime.bundle import FORMAT, FORMAT_VERSION, METADATA, sha256
+from ..runtime.runners import OnnxRuntimeRunner, Runner, RunnerOutput, TorchRunner, describe_runtime_precision
+from ..runtime.thresholds import Thresholds
 from .checks import CHECK_IMAGES, DEFAULT_MAX_DROP, FP32_TOLERANCE
-from .graph import NOISE_CONTRACT, FixedStepDetector
+from .converters import ConvertInputs, converter_for
+from .graph import NOISE_CONTRACT
 from .onnx_export import OPSET, export_onnx
 from .targets import TargetProfile, load_target
 from .thresholds import derive_thresholds
-
 
 
 class ExportCheckFailed(DaeError):
@@ -87,13 +92,9 @@ Log = Callable[[str], None]
 
 
 def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"diffusionad_edge": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "onnx", "onnxruntime", "onnxslim", "openvino", "nncf"):
-        try:
-            out[pkg] = importlib_metadata.version(pkg)
-        except importlib_metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
+    import platform
+
+    return {"diffusionad_edge": __version__, "python": platform.python_version(), **package_versions()}
 
 
 def _resized_model(model: DiffusionAD, size: int) -> DiffusionAD:
@@ -130,23 +131,13 @@ def _check_set(payload: dict[str, Any], size: int, seed: int = 0) -> tuple[np.nd
     return images.astype(np.float32), labels, masks
 
 
-def _torch_reference(graph: FixedStepDetector, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    with torch.no_grad():
-        maps, scores = [], []
-        for i in range(len(images)):
-            m, s = graph(torch.from_numpy(images[i : i + 1]))
-            maps.append(m[:, 0].numpy())
-            scores.append(s.numpy())
-    return np.concatenate(maps), np.concatenate(scores)
-
-
-def _compare(ref: tuple[np.ndarray, np.ndarray], got: Any, threshold: float | None) -> dict[str, float]:
+def _compare(ref: RunnerOutput, got: RunnerOutput, threshold: float | None) -> dict[str, float]:
     out = {
-        "map_max_abs_error": float(np.abs(ref[0] - got.anomaly_map).max()),
-        "score_max_abs_error": float(np.abs(ref[1] - got.score).max()),
+        "map_max_abs_error": float(np.abs(ref.anomaly_map - got.anomaly_map).max()),
+        "score_max_abs_error": float(np.abs(ref.score - got.score).max()),
     }
     if threshold is not None:
-        out["decision_agreement"] = float(np.mean((ref[1] >= threshold) == (got.score >= threshold)))
+        out["decision_agreement"] = float(np.mean((ref.score >= threshold) == (got.score >= threshold)))
     return out
 
 
@@ -155,52 +146,6 @@ def _calibration(opts: ExportOptions, payload: dict[str, Any], size: int) -> Cal
         return from_manifest(opts.calibration, size)
     data = payload.get("data", {})
     return from_training_images(data.get("root", ""), data.get("train_images", []), size, opts.calibration_count)
-
-
-def _runtime_options(profile: TargetProfile, precision: str) -> dict[str, Any]:
-    opts = dict(profile.options)
-    if profile.backend == "openvino":
-        config = {k: v for k, v in opts.items() if k.isupper()}
-        if precision == "fp32" and profile.device == "CPU":
-            # Without this hint OpenVINO runs an "FP32" model in bf16 on CPUs with AMX/AVX-512-BF16.
-            config["INFERENCE_PRECISION_HINT"] = "f32"
-        return {"config": config}
-    return opts
-
-
-def _build_artifact(profile: TargetProfile, precision: str, fp32_onnx: Path, work: Path, calib: CalibrationSet | None,
-                    batch: int, validation: tuple | None, max_drop: float | None, log: Log) -> tuple[list[Path], str]:
-    """Write the target's model files into ``work``; returns (files, entry file name)."""
-    if profile.backend in ("onnxruntime", "tensorrt"):
-        target = work / "model.onnx"
-        if precision == "int8":
-            from ..quantize.onnxruntime_int8 import quantize_onnx_qdq
-
-            log(f"quantizing to Q/DQ INT8 on {len(calib.images)} calibration images ...")
-            quantize_onnx_qdq(fp32_onnx, target, calib.images, batch)
-        elif precision == "fp16" and profile.backend == "tensorrt":
-            from .onnx_fp16 import convert_onnx_fp16
-
-            log("converting the graph to FP16 (TensorRT builds FP16 from the ONNX's own types) ...")
-            convert_onnx_fp16(fp32_onnx, target)
-        else:
-            shutil.copyfile(fp32_onnx, target)
-        return [target], target.name
-    if profile.backend == "openvino":
-        from ..quantize.openvino_int8 import convert_to_ir, quantize_ir_int8
-
-        xml = work / "model.xml"
-        if precision == "int8":
-            if validation is not None and max_drop is not None:
-                log(f"NNCF accuracy-aware INT8 (max image-AUROC drop {max_drop}) on {len(calib.images)} calibration images ...")
-                quantize_ir_int8(fp32_onnx, xml, calib.images, batch, validation[0], validation[1], max_drop)
-            else:
-                log(f"NNCF INT8 post-training quantization on {len(calib.images)} calibration images ...")
-                quantize_ir_int8(fp32_onnx, xml, calib.images, batch)
-        else:
-            convert_to_ir(fp32_onnx, xml, fp16=precision == "fp16")
-        return [xml, xml.with_suffix(".bin")], xml.name
-    raise ConfigError(f"backend {profile.backend!r} cannot be exported")
 
 
 def _auroc_validation(images: np.ndarray, labels: np.ndarray, batch: int):
@@ -219,6 +164,218 @@ def _auroc_validation(images: np.ndarray, labels: np.ndarray, batch: int):
     return items, validation_fn
 
 
+def _cached(cache: dict[tuple, Any], key: tuple, compute: Callable[[], Any]) -> Any:
+    """``cache[key]``, computed on first use."""
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
+
+
+
+@dataclass
+class ExportJob:
+    """Everything the stages share: the validated options, the target, the model at its export size."""
+
+    opts: ExportOptions
+    profile: TargetProfile
+    backend: Backend
+    precision: str
+    model: DiffusionAD
+    payload: dict[str, Any]
+    checkpoint_sha: str
+    size: int
+    max_drop: float
+    eval_ds: MVTecCategory | None
+    threshold_ds: MVTecCategory | None
+    log: Log
+    cache: dict[tuple, Any]
+
+    @property
+    def batch(self) -> int:
+        return self.profile.batch
+
+    @property
+    def reference_key(self) -> tuple:
+        return (self.checkpoint_sha, self.opts.noise_seed, self.size, self.batch)
+
+    def runtime_options(self) -> dict[str, Any]:
+        return self.backend.runtime_options(self.profile.device, dict(self.profile.options), self.precision)
+
+
+@dataclass
+class Artefact:
+    """What :func:`build_artefact` wrote into the staging folder."""
+
+    staging: Path
+    fp32_onnx: Path
+    files: list[Path]
+    entry: str
+    calibration: CalibrationSet | None
+    check_images: np.ndarray
+    check_labels: np.ndarray
+    check_masks: np.ndarray
+
+
+def prepare(opts: ExportOptions, log: Log, cache: dict[tuple, Any]) -> ExportJob:
+    """Stage 1: validate everything that can be validated before minutes of work; load the model."""
+    profile = load_target(opts.target)
+    precision = profile.check_precision(opts.precision)
+    backend = get_backend(profile.backend)
+    out_dir = Path(opts.out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
+        raise ConfigError(f"output folder {out_dir} exists and is not empty; pass --overwrite or choose another --out")
+    model, payload = load_model(opts.checkpoint)
+    size = opts.input_size or profile.input_size
+    if opts.input_size is None and size != model.config.image_size:
+        log(f"note: exporting at the target's input size {size} (the model was trained at {model.config.image_size})")
+    eval_ds = MVTecCategory(opts.eval_data, opts.eval_category) if opts.eval_data is not None else None
+    threshold_ds = MVTecCategory(opts.threshold_data, opts.threshold_category) if opts.threshold_data is not None else None
+    if opts.accuracy_aware and (eval_ds is None or profile.backend != "openvino" or precision != "int8"):
+        raise ConfigError("--accuracy-aware needs an OpenVINO INT8 export and --eval-data")
+    return ExportJob(opts, profile, backend, precision, _resized_model(model, size), payload, sha256(opts.checkpoint), size,
+                     DEFAULT_MAX_DROP if opts.max_drop is None else opts.max_drop, eval_ds, threshold_ds, log, cache)
+
+
+def build_artefact(job: ExportJob, staging: Path) -> Artefact:
+    """Stage 2: the FP32 ONNX (in a scratch folder) and the backend's model files (in ``staging``)."""
+    opts, size = job.opts, job.size
+    scratch = staging / ".work"
+    scratch.mkdir()
+    job.log(f"exporting {job.model.config.preset} at {size}x{size} to ONNX (opset {OPSET}) ...")
+    fp32_onnx = export_onnx(job.model, scratch / "fp32.onnx", batch=job.batch, noise_seed=opts.noise_seed)
+    calib = _calibration(opts, job.payload, size) if job.precision == "int8" else None
+    images, labels, masks = _check_set(job.payload, size)
+    validation = None
+    if opts.accuracy_aware and job.eval_ds is not None:
+        ev_imgs, ev_labels, _ = load_test_arrays(job.eval_ds, size, opts.eval_limit)
+        validation = _auroc_validation(ev_imgs, ev_labels, job.batch)
+    inputs = ConvertInputs(fp32_onnx, staging, job.precision, job.batch, calib.images if calib else None, validation,
+                           job.max_drop if opts.accuracy_aware else None, job.log)
+    files, entry = converter_for(job.backend)(inputs)
+    return Artefact(staging, fp32_onnx, files, entry, calib, images, labels, masks)
+
+
+def artefact_runner(job: ExportJob, art: Artefact, checks: dict[str, Any]) -> Runner:
+    """The runtime's runner for what was built (for TensorRT: the ONNX the device builds from, in
+    ONNX Runtime; the engine itself is built and checked on the device)."""
+    if job.backend.name == "tensorrt":
+        fp16_note = (" (FP16 tensors, rounded at every op boundary; ops without a CPU FP16 kernel compute "
+                     "in FP32 between casts)") if job.precision == "fp16" else ""
+        checks["artifact_runs_as"] = (f"onnxruntime-cpu on the very ONNX the device builds from{fp16_note}; "
+                                      "the TensorRT engine itself is built and checked on the device")
+        return OnnxRuntimeRunner(art.files[0], fixed_batch=job.batch)
+    meta_stub = {"backend": job.backend.name, "entry": art.entry, "input": {"batch": job.batch, "size": job.size},
+                 "runtime_options": job.runtime_options(), "target": job.profile.to_dict()}
+    return make_runner(art.staging, meta_stub)
+
+
+def choose_thresholds(job: ExportJob, runner: Runner, art: Artefact, check_pred: RunnerOutput) -> Thresholds:
+    """Stage 3: decision thresholds chosen with the artefact itself: on the user's labelled images when
+    given (``--threshold-data``), else on the held-out normals and synthetic anomalies."""
+    pred, labels, masks = check_pred, art.check_labels, art.check_masks
+    ds = job.threshold_ds
+    if ds is not None:
+        images, labels, masks = load_test_arrays(ds, job.size)
+        if labels.min() == labels.max():
+            raise ConfigError(f"--threshold-data {ds.path} needs both good and defective test images to choose a threshold")
+        pred = runner.infer(images)
+    normal, defective = labels == 0, labels == 1
+    source = f"{int(normal.sum())} good + {int(defective.sum())} defective labelled images in {ds.path}" if ds is not None else None
+    return derive_thresholds(pred.score[normal], pred.score[defective], pred.anomaly_map[normal],
+                             pred.anomaly_map[defective], masks[defective], source)
+
+
+def run_checks(job: ExportJob, art: Artefact, runner: Runner, art_pred: RunnerOutput, thresholds: Thresholds,
+               checks: dict[str, Any]) -> list[str]:
+    """Stage 4: parity and accuracy checks; fills ``checks`` and returns the failures."""
+    failures: list[str] = []
+    key = job.reference_key
+    if job.backend.name == "tensorrt":
+        from .tensorrt_lint import lint_onnx_for_tensorrt
+
+        # What TensorRT's ONNX parser would refuse is found here, not on the device.
+        lint = lint_onnx_for_tensorrt(art.files[0])
+        checks["tensorrt_onnx_lint"] = {"against": "onnx-tensorrt operator support matrix (TensorRT 10)", "problems": lint}
+        failures += [f"TensorRT ONNX lint: {problem}" for problem in lint]
+    job.log("checking parity with PyTorch ...")
+    with TorchRunner(job.model, noise_seed=job.opts.noise_seed, fixed_batch=1) as torch_runner:
+        reference = _cached(job.cache, ("torch",) + key, lambda: torch_runner.infer(art.check_images))
+    with OnnxRuntimeRunner(art.fp32_onnx, fixed_batch=job.batch) as fp32_runner:
+        fp32_pred = _cached(job.cache, ("fp32",) + key, lambda: fp32_runner.infer(art.check_images))
+        checks["fp32_onnx_vs_pytorch"] = _compare(reference, fp32_pred, thresholds.image)
+        checks["artifact_vs_pytorch"] = _compare(reference, art_pred, thresholds.image)
+        # An INT8 model still runs its unquantized ops in a float precision: say which.
+        checks["runtime_precision"] = describe_runtime_precision(job.precision, runner.runtime_precision)
+        for k in ("map_max_abs_error", "score_max_abs_error"):
+            if checks["fp32_onnx_vs_pytorch"][k] > FP32_TOLERANCE:
+                failures.append(f"FP32 ONNX {k} {checks['fp32_onnx_vs_pytorch'][k]:.2e} > {FP32_TOLERANCE}")
+            if job.precision == "fp32" and checks["artifact_vs_pytorch"][k] > FP32_TOLERANCE:
+                failures.append(f"FP32 artifact {k} {checks['artifact_vs_pytorch'][k]:.2e} > {FP32_TOLERANCE}")
+        if job.eval_ds is not None:
+            failures += _accuracy_check(job, fp32_runner, runner, checks)
+    return failures
+
+
+def _accuracy_check(job: ExportJob, fp32_runner: Runner, runner: Runner, checks: dict[str, Any]) -> list[str]:
+    ds, limit, batch = job.eval_ds, job.opts.eval_limit, max(job.batch, 8)
+    job.log(f"measuring accuracy on {ds.path} (FP32 reference and {job.precision}) ...")
+    metrics_key = ("metrics",) + job.reference_key + (str(ds.path.resolve()), limit)
+    fp32_metrics = _cached(job.cache, metrics_key, lambda: evaluate(ds, fp32_runner, job.size, batch_size=batch, limit=limit))
+    art_metrics = evaluate(ds, runner, job.size, batch_size=batch, limit=limit)
+    deltas = {k: art_metrics.overall[k] - fp32_metrics.overall[k] for k in fp32_metrics.overall}
+    checks["accuracy"] = {"dataset": str(ds.path), "limit": limit, "fp32": fp32_metrics.overall,
+                          "artifact": art_metrics.overall, "delta": deltas}
+    if job.precision != "fp32" and -deltas["image_auroc"] > job.max_drop:
+        return [f"{job.precision} image AUROC drop {-deltas['image_auroc']:.4f} > --max-drop {job.max_drop}"]
+    return []
+
+
+def build_metadata(job: ExportJob, art: Artefact, thresholds: Thresholds, checks: dict[str, Any]) -> dict[str, Any]:
+    """Stage 5: ``metadata.json``: what the bundle is, how to run it, and what was checked."""
+    opts, model, size, batch = job.opts, job.model, job.size, job.batch
+    complexity = measure_complexity(model)
+    d = model.config.diffusion
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "checkpoint": {"path": str(opts.checkpoint), "sha256": job.checkpoint_sha, "step": job.payload.get("step")},
+        "preset": model.config.preset, "model_config": model.config.to_dict(),
+        # At the exported input size, for GFLOP/s in `dae bench` without the checkpoint.
+        "complexity": {"gflop_per_image": complexity.one_step_gflop,
+                       "params_m": (complexity.denoiser_params + complexity.segmenter_params) / 1e6},
+        "inference": {"t_s": d.t_s, "t_b": d.t_b, "guidance_w": d.guidance_w, "top_k": d.top_k,
+                      "noise": NOISE_CONTRACT, "noise_seed": opts.noise_seed},
+        "input": {"name": "image", "size": size, "batch": batch, "layout": "NCHW", "dtype": "float32",
+                  "color": "RGB", "scale": "pixel / 255", "mean": None, "std": None,
+                  "resize": "square resize, area when shrinking, bilinear when enlarging"},
+        "outputs": {"anomaly_map": f"({batch}, 1, {size}, {size}) probabilities", "score": f"({batch},) mean of top-{d.top_k} map pixels"},
+        "target": job.profile.to_dict(), "backend": job.backend.name, "precision": job.precision,
+        "entry": art.entry, "runtime_options": job.runtime_options(),
+        "files": {f.name: sha256(f) for f in art.files},
+        "calibration": art.calibration.summary() if art.calibration else None,
+        "thresholds": thresholds.to_dict(),
+        "checks": checks,
+    }
+    if job.backend.name == "tensorrt":
+        from .tensorrt_plan import build_plan
+
+        meta["tensorrt"] = build_plan(job.profile, job.precision, art.entry, batch, size)
+    return meta
+
+
+def commit(job: ExportJob, art: Artefact, meta: dict[str, Any]) -> ExportResult:
+    """Stage 6: write ``metadata.json`` and move the bundle into place (or refuse a failed one)."""
+    failures = meta["checks"]["failures"]
+    shutil.rmtree(art.staging / ".work", ignore_errors=True)
+    write_json(art.staging / METADATA, meta)
+    if failures and not job.opts.keep_failed:
+        raise ExportCheckFailed("export checks failed (nothing written; --keep-failed keeps the bundle): " + "; ".join(failures))
+    out_dir = Path(job.opts.out_dir)
+    replace_dir(art.staging, out_dir)
+    return ExportResult(out_dir, meta, not failures, failures)
+
+
 def export_bundle(opts: ExportOptions, log: Log = print, reference_cache: dict[tuple, Any] | None = None) -> ExportResult:
     """Run the whole export; raises :class:`ExportCheckFailed` when a check fails (after writing
     the bundle only if ``keep_failed``).
@@ -227,165 +384,20 @@ def export_bundle(opts: ExportOptions, log: Log = print, reference_cache: dict[t
     the FP32 references (PyTorch outputs, FP32 ONNX outputs and metrics) are computed once. They
     are keyed by the checkpoint's hash, noise seed, input size, batch and evaluation set.
     """
-    profile = load_target(opts.target)
-    precision = profile.check_precision(opts.precision)
+    job = prepare(opts, log, reference_cache if reference_cache is not None else {})
     out_dir = Path(opts.out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
-        raise ConfigError(f"output folder {out_dir} exists and is not empty; pass --overwrite or choose another --out")
-    max_drop = DEFAULT_MAX_DROP if opts.max_drop is None else opts.max_drop
-    model, payload = load_model(opts.checkpoint)
-    checkpoint_sha = sha256(opts.checkpoint)
-    size = opts.input_size or profile.input_size
-    if opts.input_size is None and size != model.config.image_size:
-        log(f"note: exporting at the target's input size {size} (the model was trained at {model.config.image_size})")
-    model = _resized_model(model, size)
-    complexity = measure_complexity(model)
-    batch = profile.batch
-    eval_ds = MVTecCategory(opts.eval_data, opts.eval_category) if opts.eval_data is not None else None
-    # Checked now, not after minutes of export work.
-    threshold_ds = MVTecCategory(opts.threshold_data, opts.threshold_category) if opts.threshold_data is not None else None
-    if opts.accuracy_aware and (eval_ds is None or profile.backend != "openvino" or precision != "int8"):
-        raise ConfigError("--accuracy-aware needs an OpenVINO INT8 export and --eval-data")
-
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        scratch = staging / ".work"
-        scratch.mkdir()
-        log(f"exporting {model.config.preset} at {size}x{size} to ONNX (opset {OPSET}) ...")
-        fp32_onnx = export_onnx(model, scratch / "fp32.onnx", batch=batch, noise_seed=opts.noise_seed)
-        graph = FixedStepDetector(model, opts.noise_seed).eval()
-
-        calib = _calibration(opts, payload, size) if precision == "int8" else None
-        check_images, check_labels, check_masks = _check_set(payload, size)
-        validation = None
-        if opts.accuracy_aware and eval_ds is not None:
-            ev_imgs, ev_labels, _ = load_test_arrays(eval_ds, size, opts.eval_limit)
-            validation = _auroc_validation(ev_imgs, ev_labels, batch)
-        files, entry = _build_artifact(profile, precision, fp32_onnx, staging, calib, batch, validation,
-                                       max_drop if opts.accuracy_aware else None, log)
-
-        log("checking parity with PyTorch ...")
-        cache = reference_cache if reference_cache is not None else {}
-        ref_key = (checkpoint_sha, opts.noise_seed, size, batch)
-        reference = _cached(cache, ("torch",) + ref_key, lambda: _torch_reference(graph, check_images))
-        with OnnxRuntimeRunner(fp32_onnx, fixed_batch=batch) as fp32_runner:
-            fp32_pred = _cached(cache, ("fp32",) + ref_key, lambda: fp32_runner.infer(check_images))
-            meta_stub = {"backend": profile.backend, "entry": entry, "input": {"batch": batch, "size": size},
-                         "runtime_options": _runtime_options(profile, precision), "target": profile.to_dict()}
-            failures: list[str] = []
-            checks: dict[str, Any] = {"tolerance_fp32": FP32_TOLERANCE, "max_drop": max_drop, "check_images": int(len(check_images))}
-            if profile.backend == "tensorrt":
-                from .tensorrt_lint import lint_onnx_for_tensorrt
-
-                # What TensorRT's ONNX parser would refuse is found here, not on the device.
-                lint = lint_onnx_for_tensorrt(files[0])
-                checks["tensorrt_onnx_lint"] = {"against": "onnx-tensorrt operator support matrix (TensorRT 10)", "problems": lint}
-                failures += [f"TensorRT ONNX lint: {problem}" for problem in lint]
-                # The engine is built on the device; here the ONNX it will be built from is checked.
-                artifact_runner: Runner = OnnxRuntimeRunner(files[0], fixed_batch=batch)
-                fp16_note = (" (FP16 tensors, rounded at every op boundary; ops without a CPU FP16 kernel compute "
-                             "in FP32 between casts)") if precision == "fp16" else ""
-                checks["artifact_runs_as"] = (f"onnxruntime-cpu on the very ONNX the device builds from{fp16_note}; "
-                                              "the TensorRT engine itself is built and checked on the device")
-            else:
-                artifact_runner = make_runner(staging, meta_stub)
-            with artifact_runner:
-                art_pred = artifact_runner.infer(check_images)
-                thresholds = _thresholds(threshold_ds, artifact_runner, art_pred, check_labels, check_masks, size)
-                checks["fp32_onnx_vs_pytorch"] = _compare(reference, fp32_pred, thresholds["image"])
-                checks["artifact_vs_pytorch"] = _compare(reference, art_pred, thresholds["image"])
-                float_ops = artifact_runner.runtime_precision
-                # An INT8 model still runs its unquantized ops in a float precision: say which.
-                checks["runtime_precision"] = describe_runtime_precision(precision, float_ops)
-                for key in ("map_max_abs_error", "score_max_abs_error"):
-                    if checks["fp32_onnx_vs_pytorch"][key] > FP32_TOLERANCE:
-                        failures.append(f"FP32 ONNX {key} {checks['fp32_onnx_vs_pytorch'][key]:.2e} > {FP32_TOLERANCE}")
-                    if precision == "fp32" and checks["artifact_vs_pytorch"][key] > FP32_TOLERANCE:
-                        failures.append(f"FP32 artifact {key} {checks['artifact_vs_pytorch'][key]:.2e} > {FP32_TOLERANCE}")
-                if eval_ds is not None:
-                    log(f"measuring accuracy on {eval_ds.path} (FP32 reference and {precision}) ...")
-                    metrics_key = ("metrics",) + ref_key + (str(eval_ds.path.resolve()), opts.eval_limit)
-                    fp32_metrics = _cached(cache, metrics_key, lambda: evaluate(
-                        eval_ds, runner_predict_fn(fp32_runner), size, batch_size=max(batch, 8), limit=opts.eval_limit))
-                    art_metrics = evaluate(eval_ds, runner_predict_fn(artifact_runner), size, batch_size=max(batch, 8),
-                                           limit=opts.eval_limit)
-                    deltas = {k: art_metrics.overall[k] - fp32_metrics.overall[k] for k in fp32_metrics.overall}
-                    checks["accuracy"] = {"dataset": str(eval_ds.path), "limit": opts.eval_limit, "fp32": fp32_metrics.overall,
-                                          "artifact": art_metrics.overall, "delta": deltas}
-                    if precision != "fp32" and -deltas["image_auroc"] > max_drop:
-                        failures.append(f"{precision} image AUROC drop {-deltas['image_auroc']:.4f} > --max-drop {max_drop}")
-
-        shutil.rmtree(scratch)
+        art = build_artefact(job, staging)
+        checks: dict[str, Any] = {"tolerance_fp32": FP32_TOLERANCE, "max_drop": job.max_drop, "check_images": int(len(art.check_images))}
+        with artefact_runner(job, art, checks) as runner:
+            art_pred = runner.infer(art.check_images)
+            thresholds = choose_thresholds(job, runner, art, art_pred)
+            failures = run_checks(job, art, runner, art_pred, thresholds, checks)
         checks["passed"] = not failures
         checks["failures"] = failures
-        meta = {
-            "format": FORMAT, "format_version": FORMAT_VERSION,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "versions": _versions(),
-            "checkpoint": {"path": str(opts.checkpoint), "sha256": checkpoint_sha, "step": payload.get("step")},
-            "preset": model.config.preset, "model_config": model.config.to_dict(),
-            # At the exported input size, for GFLOP/s in `dae bench` without the checkpoint.
-            "complexity": {"gflop_per_image": complexity.one_step_gflop,
-                           "params_m": (complexity.denoiser_params + complexity.segmenter_params) / 1e6},
-            "inference": {"t_s": model.config.diffusion.t_s, "t_b": model.config.diffusion.t_b,
-                          "guidance_w": model.config.diffusion.guidance_w, "top_k": model.config.diffusion.top_k,
-                          "noise": NOISE_CONTRACT, "noise_seed": opts.noise_seed},
-            "input": {"name": "image", "size": size, "batch": batch, "layout": "NCHW", "dtype": "float32",
-                      "color": "RGB", "scale": "pixel / 255", "mean": None, "std": None,
-                      "resize": "square resize, area when shrinking, bilinear when enlarging"},
-            "outputs": {"anomaly_map": f"({batch}, 1, {size}, {size}) probabilities", "score": f"({batch},) mean of top-{model.config.diffusion.top_k} map pixels"},
-            "target": profile.to_dict(), "backend": profile.backend, "precision": precision,
-            "entry": entry, "runtime_options": _runtime_options(profile, precision),
-            "files": {f.name: sha256(f) for f in files},
-            "calibration": calib.summary() if calib else None,
-            "thresholds": thresholds,
-            "checks": checks,
-        }
-        if profile.backend == "tensorrt":
-            from .tensorrt_plan import build_plan
-
-            meta["tensorrt"] = build_plan(profile, precision, entry, batch, size)
-        (staging / METADATA).write_text(json.dumps(nan_to_none(meta), indent=2, default=_json_default) + "\n")
-        if failures and not opts.keep_failed:
-            raise ExportCheckFailed("export checks failed (nothing written; --keep-failed keeps the bundle): " + "; ".join(failures))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-        return ExportResult(out_dir, meta, not failures, failures)
+        return commit(job, art, build_metadata(job, art, thresholds, checks))
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def _thresholds(ds: MVTecCategory | None, runner: Runner, check_pred: Any, check_labels: np.ndarray, check_masks: np.ndarray,
-                size: int) -> dict[str, Any]:
-    """Decision thresholds chosen with the artifact itself: on the user's labelled images when
-    given (``ds``), else on the held-out normals and synthetic anomalies."""
-    pred, labels, masks = check_pred, check_labels, check_masks
-    if ds is not None:
-        images, labels, masks = load_test_arrays(ds, size)
-        if labels.min() == labels.max():
-            raise ConfigError(f"--threshold-data {ds.path} needs both good and defective test images to choose a threshold")
-        pred = runner.infer(images)
-    normal, defective = labels == 0, labels == 1
-    thresholds = derive_thresholds(pred.score[normal], pred.score[defective], pred.anomaly_map[normal],
-                                   pred.anomaly_map[defective], masks[defective])
-    if ds is not None:
-        thresholds["source"] = f"{int(normal.sum())} good + {int(defective.sum())} defective labelled images in {ds.path}"
-    return thresholds
-
-
-def _cached(cache: dict[tuple, Any], key: tuple, compute: Callable[[], Any]) -> Any:
-    """``cache[key]``, computed on first use."""
-    if key not in cache:
-        cache[key] = compute()
-    return cache[key]
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value)}")

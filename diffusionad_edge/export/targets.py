@@ -1,26 +1,21 @@
 """Target profiles: one declarative TOML file per device, in the top-level ``targets/`` folder
 (installed as the package ``diffusionad_edge.targets``). A user's own TOML file is accepted too.
 
-A table of backends and the precisions each can produce drives validation (as export format tables
-do in other tools): an unknown backend or an unsupported precision is refused before any work.
+The table of backends (:data:`diffusionad_edge.runtime.backends.BACKENDS`, with the precisions each
+can produce) drives validation: an unknown backend or an unsupported precision is refused before any work.
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+import tomllib
 
-#: backend -> precisions the export pipeline can produce for it
-BACKEND_PRECISIONS = {
-    "onnxruntime": ("fp32", "int8"),
-    "openvino": ("fp32", "fp16", "int8"),
-    "tensorrt": ("fp32", "fp16", "int8"),
-}
+from ..errors import ConfigError
+from ..runtime.backends import BACKENDS
 
 
 @dataclass(frozen=True)
@@ -54,10 +49,10 @@ class TargetProfile:
 def _parse(data: dict[str, Any], source: str) -> TargetProfile:
     try:
         backend = str(data["backend"])
-        if backend not in BACKEND_PRECISIONS:
-            raise ConfigError(f"{source}: unknown backend {backend!r}; known: {', '.join(BACKEND_PRECISIONS)}")
-        precisions = tuple(str(p) for p in data.get("precisions", BACKEND_PRECISIONS[backend]))
-        bad = set(precisions) - set(BACKEND_PRECISIONS[backend])
+        if backend not in BACKENDS:
+            raise ConfigError(f"{source}: unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+        precisions = tuple(str(p) for p in data.get("precisions", BACKENDS[backend].precisions))
+        bad = set(precisions) - set(BACKENDS[backend].precisions)
         if bad:
             raise ConfigError(f"{source}: backend {backend} cannot produce {sorted(bad)}")
         profile = TargetProfile(

@@ -22,7 +22,6 @@ from .seg import SegmentationUNet
 from .unet import DenoisingUNet
 
 
-
 @dataclass
 class Detection:
     """Output of the detector for a batch."""

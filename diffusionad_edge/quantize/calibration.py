@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..data.mvtec import list_images
-from ..data.preprocess import IMAGE_EXTENSIONS, preprocess, read_image
+from ..data.preprocess import IMAGE_EXTENSIONS, find_images, preprocess, read_image
 from ..errors import ConfigError, DaeError, DataError
 
 #: Below this many images INT8 ranges are a guess: warn. Below MIN_IMAGES: refuse.
@@ -40,7 +40,7 @@ class CalibrationSet:
 
 def _expand(source: Path) -> list[Path]:
     if source.is_dir():
-        return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        return find_images(source)
     if source.is_file() and source.suffix.lower() == ".txt":
         lines = [l.strip() for l in source.read_text().splitlines() if l.strip() and not l.startswith("#")]
         return [Path(l) if Path(l).is_absolute() else source.parent / l for l in lines]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .thresholds import decision
+
 OK_COLOUR = (60, 200, 60)  # BGR
 NG_COLOUR = (40, 40, 230)
 
@@ -23,7 +25,7 @@ def draw_overlay(frame_bgr: np.ndarray, anomaly_map: np.ndarray, defect_mask: np
     cv2.drawContours(out, contours, -1, (255, 255, 255), max(1, w // 200) + 1)
     bar_h = max(18, h // 14)
     cv2.rectangle(out, (0, 0), (w, bar_h), colour, -1)
-    text = f"{'NG' if is_anomalous else 'OK'}  score {score:.3f}" + (f"  {fps:.1f} FPS" if fps else "")
+    text = f"{decision(is_anomalous)}  score {score:.3f}" + (f"  {fps:.1f} FPS" if fps else "")
     scale = bar_h / 30
     cv2.putText(out, text, (6, int(bar_h * 0.75)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), max(1, int(scale * 2)), cv2.LINE_AA)
     return out

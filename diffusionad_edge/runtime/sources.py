@@ -10,7 +10,6 @@ there nothing is lost by waiting.
 
 from __future__ import annotations
 
-import glob
 import threading
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any, Callable, Iterator
 import cv2
 import numpy as np
 
-from ..data.preprocess import IMAGE_EXTENSIONS, read_image
+from ..data.preprocess import IMAGE_EXTENSIONS, find_images, read_image
 from ..errors import DaeError
 
 
@@ -31,9 +30,10 @@ class SourceError(DaeError):
 @dataclass
 class Frame:
     index: int  # position in the source (frames dropped before it are not returned)
-    image: np.ndarray  # BGR uint8 (H, W, 3), or whatever the source gave (converted later)
+    image: np.ndarray  # (H, W, 3) uint8 from cameras and videos, or whatever the source gave (converted later)
     timestamp: float  # time.monotonic() at capture
     path: str | None = None  # for image folders
+    bgr: bool = True  # OpenCV captures give BGR; image files are decoded to RGB
 
 
 def describe(source: str) -> str:
@@ -61,11 +61,7 @@ class ImageFolderSource:
     live = False
 
     def __init__(self, source: str):
-        p = Path(source)
-        if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
-        else:
-            files = sorted(Path(f) for f in glob.glob(source, recursive=True) if Path(f).suffix.lower() in IMAGE_EXTENSIONS) if any(c in source for c in "*?[") else []
+        files = find_images(source)
         if not files:
             raise SourceError(f"no images in source {source}")
         self.files = files
@@ -80,7 +76,7 @@ class ImageFolderSource:
             except DaeError:
                 self.unreadable.append(str(f))
                 continue
-            yield Frame(i, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), time.monotonic(), str(f))
+            yield Frame(i, rgb, time.monotonic(), str(f), bgr=False)
 
     def close(self) -> None:
         pass

@@ -13,8 +13,7 @@ import numpy as np
 from ..errors import DaeError, MissingDependencyError
 from .cuda_memory import open_cuda_memory
 from .runners import Runner
-from .tensorrt_engine import (FINGERPRINT, TRT_HINT, EngineMismatchError, build_engine, current_gpu_name, find_engine,
-                              require_real_tensorrt)
+from .tensorrt_engine import FINGERPRINT, TRT_HINT, EngineMismatchError, build_engine, current_gpu_name, find_engine, require_real_tensorrt
 
 
 class TensorRTRunner(Runner):

@@ -1,27 +1,21 @@
-"""Checkpoint files: written atomically, loaded without executing code.
-
-A checkpoint is a ``torch.save`` archive of tensors and plain Python values only, so it loads with
-``torch.load(weights_only=True)``: no unrestricted pickle, nothing in the file can run code. The
-model config is stored as JSON text and rebuilt with :meth:`ModelConfig.from_json`.
+"""Writing checkpoint files, atomically. Reading them lives in :mod:`diffusionad_edge.models.checkpoint_io`
+(deployment needs it without the trainer); ``read_checkpoint`` and ``load_model`` are re-exported here
+so old imports keep working.
 """
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import __version__
-from .atomic import atomic_write  # noqa: F401  (re-exported for callers)
-from ..config import ModelConfig
-from ..errors import CheckpointError, ConfigError
+from ..files import atomic_write
+from ..models.checkpoint_io import FORMAT, FORMAT_VERSION, load_model, read_checkpoint
 from ..models.detector import DiffusionAD
 
-FORMAT = "diffusionad_edge.checkpoint"
-FORMAT_VERSION = 1
+__all__ = ["FORMAT", "FORMAT_VERSION", "atomic_write", "load_model", "read_checkpoint", "save_checkpoint"]
 
 
 def save_checkpoint(path: str | Path, model: DiffusionAD, **extra: Any) -> None:
@@ -36,42 +30,3 @@ def save_checkpoint(path: str | Path, model: DiffusionAD, **extra: Any) -> None:
         **extra,
     }
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint's contents (weights on CPU) with the safe, weights-only unpickler."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"not a readable checkpoint (corrupt, truncated or unsafe): {path}: {first}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"not a diffusionad_edge checkpoint: {path}")
-    if payload.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint format {payload['format_version']} is newer than this toolkit understands "
-            f"({FORMAT_VERSION}); upgrade diffusionad_edge: {path}"
-        )
-    return payload
-
-
-def load_model(path: str | Path, expect_preset: str | None = None) -> tuple[DiffusionAD, dict[str, Any]]:
-    """Rebuild the model stored in a checkpoint; returns (model in eval mode, full payload)."""
-    payload = read_checkpoint(path)
-    try:
-        config = ModelConfig.from_json(payload["model_config"])
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    if expect_preset is not None and config.preset != expect_preset:
-        raise CheckpointError(f"checkpoint {path} holds preset {config.preset!r}, not {expect_preset!r}")
-    model = DiffusionAD(config)
-    try:
-        model.load_state_dict(payload["model"])
-    except (RuntimeError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"weights in {path} do not match its {config.preset!r} config: {first}") from None
-    model.eval()
-    return model, payload

@@ -36,10 +36,10 @@ from ..data.mvtec import MVTecCategory, split_train_val
 from ..data.preprocess import to_chw_float
 from ..data.synthesis import AnomalySynthesizer
 from ..errors import CheckpointError, ConfigError, DaeError
-from ..hardware import resolve_train_precision
-from ..paths import check_output_file
 from ..evaluate.metrics import image_auroc
+from ..hardware import resolve_train_precision
 from ..models.detector import DiffusionAD
+from ..paths import check_output_file
 from .checkpoint import load_model, read_checkpoint, save_checkpoint
 from .losses import diffusionad_loss
 from .samples import StepSampler, SyntheticAnomalySamples, load_foreground_masks, load_images

@@ -22,7 +22,8 @@ def bench_result(tiny_checkpoint, tiny_dataset, tmp_path_factory):
                for t, p in (("onnxruntime-cpu", "int8"), ("openvino-cpu", "fp32"))]
     # keep the iterative rows short: a checkpoint whose t_b is small
     res = subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", "bench", *map(str, bundles), "--checkpoint", str(tiny_checkpoint),
-                          "--iterations", "3", "--warmup", "1", "--iterative-start", "20", "--batch", "1,2", "--throughput", "--eval-data", str(tiny_dataset.path), "--eval-limit", "6",
+                          "--iterations", "3", "--warmup", "1", "--iterative-start", "20", "--batch", "1,2",
+                          "--throughput", "--eval-data", str(tiny_dataset.path), "--eval-limit", "6",
                           "--out", str(root / "out")], capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr
     (root / "out" / "stdout.txt").write_text(res.stdout)

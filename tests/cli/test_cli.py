@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 
-
 def dae(*args, env_extra=None, timeout=300):
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", *map(str, args)],

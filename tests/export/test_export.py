@@ -8,14 +8,15 @@ import onnx
 import pytest
 
 from diffusionad_edge.data.preprocess import read_image
-from diffusionad_edge.export.bundle import BundleError, load_artifact
 from diffusionad_edge.export.pipeline import ExportCheckFailed, ExportOptions, export_bundle
+from diffusionad_edge.runtime.bundle import BundleError, load_bundle
 from diffusionad_edge.runtime.runners import TorchRunner
 from diffusionad_edge.train.checkpoint import load_model
 
 
 def _export(ckpt, out, target, precision, **kw):
-    return export_bundle(ExportOptions(checkpoint=ckpt, target=target, out_dir=out, precision=precision, input_size=64, calibration_count=8, **kw), log=lambda m: None)
+    return export_bundle(ExportOptions(checkpoint=ckpt, target=target, out_dir=out, precision=precision, input_size=64,
+                                       calibration_count=8, **kw), log=lambda m: None)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_fp32_bundle_metadata_and_parity(ort_fp32, tiny_checkpoint, tiny_dataset
     # the Python API: same scores as PyTorch on real test images
     model, _ = load_model(tiny_checkpoint)
     paths = [s.image_path for s in tiny_dataset.test_samples[:4]]
-    with load_artifact(ort_fp32.bundle) as art:
+    with load_bundle(ort_fp32.bundle) as art:
         results = [art.predict(p) for p in paths]
         batch = np.stack([art.preprocess(p) for p in paths])
     torch_scores = TorchRunner(model).infer(batch).score
@@ -49,7 +50,7 @@ def test_fp32_bundle_metadata_and_parity(ort_fp32, tiny_checkpoint, tiny_dataset
     assert r.anomaly_map.shape == (64, 64) and r.defect_mask.dtype == bool
     assert r.is_anomalous == (r.score >= meta["thresholds"]["image"])
     # BGR frames from a camera go through the same path
-    with load_artifact(ort_fp32.bundle) as art:
+    with load_bundle(ort_fp32.bundle) as art:
         rgb = read_image(paths[0])
         assert art.predict(rgb[..., ::-1].copy(), bgr=True).score == pytest.approx(results[0].score, abs=1e-6)
 
@@ -67,7 +68,7 @@ def test_int8_qdq_graph_tracks_fp32(ort_int8, ort_fp32, tiny_dataset):
     assert ort_int8.metadata["calibration"]["count"] == 8
     # Stated tolerance on the tiny preset: scores within 0.02, maps within 0.1 of FP32.
     paths = [s.image_path for s in tiny_dataset.test_samples]
-    with load_artifact(ort_fp32.bundle) as a32, load_artifact(ort_int8.bundle) as a8:
+    with load_bundle(ort_fp32.bundle) as a32, load_bundle(ort_int8.bundle) as a8:
         batch = np.stack([a32.preprocess(p) for p in paths])
         p32, p8 = a32.runner.infer(batch), a8.runner.infer(batch)
     assert np.abs(p32.score - p8.score).max() < 0.02
@@ -86,7 +87,7 @@ def test_openvino_precisions(tiny_checkpoint, tmp_path, precision):
     if precision == "fp32":
         assert res.metadata["runtime_options"]["config"]["INFERENCE_PRECISION_HINT"] == "f32"
         assert res.metadata["checks"]["artifact_vs_pytorch"]["map_max_abs_error"] < 1e-3
-    with load_artifact(res.bundle) as art:
+    with load_bundle(res.bundle) as art:
         assert 0.0 <= art.predict(np.zeros((50, 70, 3), np.uint8)).score <= 1.0
 
 
@@ -104,20 +105,20 @@ def test_tampered_or_incomplete_bundle_refused(ort_fp32, tmp_path):
     with open(copy / "model.onnx", "ab") as f:
         f.write(b"\0")
     with pytest.raises(BundleError, match="checksum mismatch"):
-        load_artifact(copy)
+        load_bundle(copy)
     (copy / "model.onnx").unlink()
     with pytest.raises(BundleError, match="bundle file missing"):
-        load_artifact(copy)
+        load_bundle(copy)
     meta = json.loads((ort_fp32.bundle / "metadata.json").read_text())
     meta["versions"]["diffusionad_edge"] = "9.0.0"
     (copy / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match="major versions differ"):
-        load_artifact(copy)
+        load_bundle(copy)
     (copy / "metadata.json").write_text("{")
     with pytest.raises(BundleError, match="not valid JSON"):
-        load_artifact(copy)
+        load_bundle(copy)
     with pytest.raises(BundleError, match="bundle folder not found"):
-        load_artifact(tmp_path / "nothing")
+        load_bundle(tmp_path / "nothing")
 
 
 def test_failed_check_leaves_nothing_unless_kept(tiny_checkpoint, tiny_dataset, tmp_path):
@@ -139,9 +140,9 @@ def guard(name, *a, **k):
         raise ImportError("torch is blocked in this test")
     return real(name, *a, **k)
 builtins.__import__ = guard
-from diffusionad_edge.export.bundle import load_artifact
+from diffusionad_edge.runtime.bundle import load_bundle
 import numpy as np
-with load_artifact(sys.argv[1]) as art:
+with load_bundle(sys.argv[1]) as art:
     print(art.predict(np.zeros((40, 40, 3), np.uint8)).score)
 """
 
@@ -179,14 +180,14 @@ def test_shared_reference_cache_gives_the_same_checks(ort_int8, tiny_checkpoint,
 
 def test_thresholds_from_labelled_images_of_the_line(tiny_checkpoint, tiny_dataset, tmp_path):
     from diffusionad_edge.data.mvtec import load_test_arrays
-    from diffusionad_edge.export.thresholds import f1_optimal_threshold
+    from diffusionad_edge.runtime.thresholds import f1_optimal_threshold
 
     res = _export(tiny_checkpoint, tmp_path / "t", "onnxruntime-cpu", "fp32", threshold_data=tiny_dataset.path)
     thr = res.metadata["thresholds"]
     assert "labelled images" in thr["source"] and str(tiny_dataset.path) in thr["source"]
     # The image threshold is the F1-optimal one on the bundle's own scores of those images.
     images, labels, _ = load_test_arrays(tiny_dataset, 64)
-    with load_artifact(res.bundle) as art:
+    with load_bundle(res.bundle) as art:
         scores = art.runner.infer(images).score
     assert thr["image"] == pytest.approx(f1_optimal_threshold(labels, scores), abs=1e-6)
 

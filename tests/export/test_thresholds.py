@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from diffusionad_edge.export.thresholds import f1_optimal_threshold
+from diffusionad_edge.runtime.thresholds import f1_optimal_threshold
 
 
 def test_separable_scores_get_the_middle_of_the_gap():

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from diffusionad_edge.export.bundle import load_artifact
 from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
+from diffusionad_edge.runtime.bundle import load_bundle
 from diffusionad_edge.runtime.sources import LiveSource, SourceError
 
 
@@ -135,7 +135,7 @@ def test_stream_that_never_comes_back_errors():
 
 
 def test_odd_frames_are_converted(bundles):
-    with load_artifact(bundles["onnxruntime-cpu"]) as art:
+    with load_bundle(bundles["onnxruntime-cpu"]) as art:
         for frame in (np.zeros((37, 53), np.uint8), np.zeros((37, 53, 4), np.uint8), np.zeros((300, 17, 3), np.uint16)):
             assert 0 <= art.predict(frame, bgr=True).score <= 1
 
@@ -156,3 +156,23 @@ def test_predict_folder_with_corrupt_file(bundles, tiny_dataset, tmp_path):
     assert res.returncode == 0, res.stderr
     rows = [json.loads(l) for l in res.stdout.splitlines()]
     assert rows and all(r["decision"] in ("OK", "NG") for r in rows)
+
+
+def test_openvino_requests_in_flight_give_the_same_results(bundles, video, tmp_path):
+    """dae run --requests N: several frames in OpenVINO's asynchronous queue, same scores, same order."""
+    from diffusionad_edge.runtime.live import RunOptions, run_stream
+
+    scores = {}
+    for n in (1, 3):
+        events = []
+        with load_bundle(bundles["openvino-cpu"], requests=n if n > 1 else None) as bundle:
+            run_stream(bundle, str(video), RunOptions(requests=n), on_frame=events.append)
+            if n > 1:
+                assert bundle.runner.queue is not None and bundle.runner.requests == n
+        scores[n] = [e["score"] for e in events]
+    assert len(scores[1]) == 12 and scores[3] == pytest.approx(scores[1], abs=1e-5)
+    res = dae("run", "--model", bundles["openvino-cpu"], "--source", video, "--requests", "2", "--no-show", "--max-frames", "5")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["frames"] == 5
+    res = dae("run", "--model", bundles["onnxruntime-cpu"], "--source", video, "--requests", "2", "--no-show")
+    assert res.returncode != 0 and "requests" in res.stderr

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from diffusionad_edge.errors import MissingDependencyError
-from diffusionad_edge.export.bundle import load_artifact
 from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
+from diffusionad_edge.runtime.bundle import load_bundle
 from diffusionad_edge.runtime.tensorrt_engine import EngineMismatchError, build_engine, engine_filename, find_engine
 
 from .stubfix import fixed_stub_copy
@@ -107,7 +107,7 @@ def test_engine_fingerprint_refuses_mismatch(tmp_path):
 def test_without_tensorrt_one_clear_line(trt_bundles):
     bundle = trt_bundles[("jetson-orin", "fp16")].bundle
     with pytest.raises(MissingDependencyError, match="JetPack"):
-        load_artifact(bundle)
+        load_bundle(bundle)
     with pytest.raises(MissingDependencyError, match="JetPack"):
         build_engine(bundle, trt_bundles[("jetson-orin", "fp16")].metadata["tensorrt"], gpu_name="none")
     res = subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", "export", str(bundle), "--build-engine"],
@@ -154,7 +154,7 @@ def test_engine_build_and_run_matches_onnxruntime(trt_bundles, tiny_dataset, key
     assert (result.bundle / result.metadata["tensorrt"]["timing_cache"]).stat().st_size > 0
     built_at = engine.stat().st_mtime_ns
     paths = [s.image_path for s in tiny_dataset.test_samples]
-    with load_artifact(result.bundle) as trt_art, load_artifact(result.bundle, backend="onnxruntime") as ort_art:
+    with load_bundle(result.bundle) as trt_art, load_bundle(result.bundle, backend="onnxruntime") as ort_art:
         batch = np.stack([ort_art.preprocess(p) for p in paths])
         a, b = trt_art.runner.infer(batch), ort_art.runner.infer(batch)
         again = trt_art.runner.infer(batch)  # a replay (CUDA graph where captured) gives the same answer
@@ -174,7 +174,7 @@ def test_first_run_builds_the_engine_and_a_foreign_one_is_refused(trt_bundles, t
     source = trt_bundles[("jetson-orin", "fp16")].bundle
     bundle = tmp_path / "bundle"
     shutil.copytree(source, bundle, ignore=shutil.ignore_patterns("*.engine", "engine.json"))
-    with load_artifact(bundle) as art:  # no engine yet: built on first use
+    with load_bundle(bundle) as art:  # no engine yet: built on first use
         assert art.runner.infer(np.zeros((1, 3, 64, 64), np.float32)).score.shape == (1,)
     assert list(bundle.glob("*.engine")) and (bundle / "engine.json").is_file()
     fp = json.loads((bundle / "engine.json").read_text())
@@ -182,4 +182,4 @@ def test_first_run_builds_the_engine_and_a_foreign_one_is_refused(trt_bundles, t
     for engine in bundle.glob("*.engine"):
         engine.rename(bundle / "model.trt0.0.0.other-gpu.engine")
     with pytest.raises(EngineMismatchError, match="rebuild"):
-        load_artifact(bundle)
+        load_bundle(bundle)

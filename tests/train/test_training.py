@@ -1,5 +1,5 @@
-import torch
 import pytest
+import torch
 
 from diffusionad_edge.config import TrainConfig, preset
 from diffusionad_edge.errors import CheckpointError, ConfigError
@@ -40,8 +40,8 @@ def test_short_training_lowers_loss(tiny_dataset, tmp_path):
     def loss_now():
         trainer.step = 0  # same noise draw every time
         with torch.no_grad():
-            from diffusionad_edge.train.trainer import step_noise
             from diffusionad_edge.train.losses import diffusionad_loss
+            from diffusionad_edge.train.trainer import step_noise
             m = trainer.model
             t_s, t_b, es, eb = step_noise(0, 0, tuple(image.shape), 300, 1000)
             x0g, ehs, ehb = m.guided_reconstruction(image, t_s, t_b, es, eb)

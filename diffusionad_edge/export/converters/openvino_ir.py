@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..optional import require
+from ...optional import require
 
 
 def convert_to_ir(onnx_path: str | Path, xml_path: str | Path, fp16: bool = False) -> Path:

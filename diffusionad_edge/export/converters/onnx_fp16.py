@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..optional import require
+from ...optional import require
 
 
 def convert_onnx_fp16(fp32_onnx: str | Path, out_path: str | Path) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..optional import require
+from ...optional import require
 
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 

@@ -1,0 +1,74 @@
+"""``dae predict`` as a library function: score image files, write overlays and a results table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+
+from ..data.preprocess import find_images, preprocess, read_image
+from ..errors import ConfigError, DaeError
+from ..files import write_csv, write_json
+from .bundle import Bundle
+from .overlay import draw_overlay
+
+CSV_FIELDS = ["path", "score", "normalised_score", "decision", "overlay"]
+
+
+def expand_paths(paths: list[Path]) -> list[Path]:
+    """Images of the given files, folders (recursive) and globs; a path that matches nothing is an error."""
+    files: list[Path] = []
+    for p in paths:
+        found = find_images(p)
+        if p.is_dir():
+            files += found
+            continue
+        if not found and not p.is_file():
+            raise ConfigError(f"no such file, folder or glob match: {p}")
+        files += found if found else [p]  # an existing file with an unusual extension is still tried
+    return files
+
+
+@dataclass
+class PredictReport:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def ng(self) -> int:
+        return sum(r["decision"] == "NG" for r in self.rows)
+
+
+def predict_files(bundle: Bundle, files: list[Path], out_dir: Path | None = None,
+                  on_row: Callable[[dict[str, Any]], None] | None = None,
+                  on_failure: Callable[[dict[str, str]], None] | None = None) -> PredictReport:
+    """Score each file (decoded once); with ``out_dir``: overlays, ``results.csv`` and ``results.json``.
+    Unreadable files are reported, not fatal."""
+    report = PredictReport()
+    if out_dir is not None:
+        (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
+    for f in files:
+        try:
+            rgb = read_image(f)
+            result = bundle.predict_batch(preprocess(rgb, bundle.size)[None])[0]
+        except DaeError as exc:
+            report.failed.append({"path": str(f), "error": str(exc)})
+            if on_failure is not None:
+                on_failure(report.failed[-1])
+            continue
+        row: dict[str, Any] = {"path": str(f), "score": round(result.score, 6),
+                               "normalised_score": round(result.normalised_score, 6), "decision": bundle.decision(result)}
+        report.rows.append(row)
+        if out_dir is not None:
+            overlay = draw_overlay(rgb[:, :, ::-1].copy(), result.anomaly_map, result.defect_mask, result.score, result.is_anomalous)
+            name = out_dir / "overlays" / f"{len(report.rows):05d}_{f.stem}.png"
+            cv2.imwrite(str(name), overlay)
+            row["overlay"] = str(name)
+        if on_row is not None:
+            on_row(row)
+    if out_dir is not None:
+        write_csv(out_dir / "results.csv", report.rows, CSV_FIELDS)
+        write_json(out_dir / "results.json", {"results": report.rows, "failed": report.failed})
+    return report

@@ -1,0 +1,133 @@
+"""The package import graph: no cycle between packages, and deployment never leans on export or training.
+
+Every module of ``diffusionad_edge`` is parsed with ``ast`` (imports inside functions count too:
+a lazy import is still a dependency) and each import becomes an arrow between the top-level
+sub-packages (``runtime``, ``export``, ``models``, ...; single modules such as ``config.py`` or
+``errors.py`` are leaves of their own).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import diffusionad_edge
+
+PACKAGE = "diffusionad_edge"
+ROOT = Path(diffusionad_edge.__file__).parent
+#: arrows that must never exist: deployment does not need the exporter or the trainer
+FORBIDDEN = {("runtime", "export"), ("runtime", "train"), ("runtime", "quantize"), ("runtime", "bench"),
+             ("runtime", "evaluate"), ("runtime", "cli"), ("models", "train"), ("models", "runtime")}
+
+
+def _unit(module: str) -> str | None:
+    """``diffusionad_edge.runtime.bundle`` -> ``runtime``; the package root itself -> None."""
+    parts = module.split(".")
+    if parts[0] != PACKAGE or len(parts) < 2:
+        return None
+    return parts[1]
+
+
+def _imports(path: Path) -> list[str]:
+    """Absolute names of the package modules that ``path`` imports (relative imports resolved)."""
+    rel = path.relative_to(ROOT.parent).with_suffix("")
+    parts = list(rel.parts)
+    package = parts[:-1]  # the package a relative import starts from (for __init__.py: itself)
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if node.module is None or mod == PACKAGE:  # from . import x / from .. import x: x may be a module
+                out += [f"{mod}.{a.name}" for a in node.names]
+            else:
+                out.append(mod)
+    return [m for m in out if m.split(".")[0] == PACKAGE]
+
+
+def package_edges() -> dict[tuple[str, str], list[str]]:
+    """(from unit, to unit) -> the modules that make the arrow."""
+    edges: dict[tuple[str, str], list[str]] = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        src = _unit(".".join(path.relative_to(ROOT.parent).with_suffix("").parts))
+        if src is None or src == "__init__":
+            continue
+        for target in _imports(path):
+            dst = _unit(target)
+            if dst is None or dst == src:
+                continue
+            edges.setdefault((src, dst), []).append(str(path.relative_to(ROOT.parent)))
+    return edges
+
+
+def find_cycle(edges) -> list[str] | None:
+    """One cycle in the directed graph given by ``edges`` (pairs), or None."""
+    graph: dict[str, set[str]] = {}
+    for a, b in edges:
+        graph.setdefault(a, set()).add(b)
+        graph.setdefault(b, set())
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph[n]):
+            if state.get(m) == 1:
+                return stack[stack.index(m):] + [m]
+            if m not in state and (cycle := visit(m)):
+                return cycle
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (cycle := visit(n)):
+            return cycle
+    return None
+
+
+def violations(edges) -> list[str]:
+    problems = [f"forbidden import {a} -> {b} in {', '.join(sorted(set(edges[(a, b)])))}"
+                for (a, b) in edges if (a, b) in FORBIDDEN]
+    if (cycle := find_cycle(edges)) is not None:
+        problems.append("import cycle between packages: " + " -> ".join(cycle))
+    return problems
+
+
+def test_the_walk_sees_real_imports():
+    edges = package_edges()
+    assert ("export", "runtime") in edges  # the exporter checks what it built with the runtime
+    assert ("cli", "runtime") in edges
+
+
+def test_no_cycle_and_no_forbidden_arrow():
+    assert violations(package_edges()) == []
+
+
+def test_negative_control_forbidden_edge_and_cycle_are_detected():
+    edges = dict(package_edges())
+    edges[("runtime", "export")] = ["synthetic.py"]
+    problems = violations(edges)
+    assert any("forbidden import runtime -> export" in p for p in problems)
+    assert any("cycle" in p for p in problems)  # export -> runtime exists, so runtime -> export closes a cycle
+    assert find_cycle({("a", "b"), ("b", "c")}) is None
+    assert find_cycle({("a", "b"), ("b", "c"), ("c", "a")}) is not None
+
+
+def test_negative_control_on_parsed_source(tmp_path, monkeypatch):
+    """A module with a lazy (in-function) import of the exporter inside runtime/ is caught."""
+    fake_root = tmp_path / PACKAGE
+    (fake_root / "runtime").mkdir(parents=True)
+    (fake_root / "export").mkdir()
+    for f in ("__init__.py", "runtime/__init__.py", "export/__init__.py"):
+        (fake_root / f).write_text("")
+    (fake_root / "runtime" / "bad.py").write_text("def f():\n    from ..export.pipeline import export_bundle\n")
+    monkeypatch.setitem(globals(), "ROOT", fake_root)
+    problems = violations(package_edges())
+    assert any("runtime -> export" in p for p in problems)
