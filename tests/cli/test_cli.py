@@ -82,3 +82,11 @@ def test_demo_fast_report_references_existing_files(tmp_path):
         assert (report.parent / link).exists(), link
     for name in ("run_overlay.mp4", "events.jsonl", "bench/bench.json", "eval.json"):
         assert (report.parent / name).is_file()
+    # a fixed step count, not a time budget: the same model on a loaded machine as on an idle one
+    import torch
+
+    ckpt = torch.load(report.parent / "tiny.pt", map_location="cpu", weights_only=True)
+    assert ckpt["step"] == 60 and ckpt["train_config"]["steps"] == 60
+    assert "trained 60 steps (a fixed count)" in text
+    held_out = ckpt["validation"].get("synthetic_image_auroc")
+    assert ("Under-trained model" in text) == (held_out is not None and held_out < 0.9)
