@@ -40,6 +40,7 @@ from ..files import replace_dir, write_json
 from ..models.checkpoint_io import load_model
 from ..models.complexity import measure_complexity
 from ..models.detector import DiffusionAD
+from ..paths import check_output_dir
 from ..quantize.calibration import CalibrationSet, from_manifest, from_training_images
 from ..runtime.backends import Backend, get_backend, make_runner, package_versions
 from ..runtime.bundle import FORMAT, FORMAT_VERSION, METADATA, sha256
@@ -106,6 +107,30 @@ def _resized_model(model: DiffusionAD, size: int) -> DiffusionAD:
     resized = DiffusionAD(cfg.validate())
     resized.load_state_dict(model.state_dict())
     return resized.eval()
+
+
+def _model_at_export_size(model: DiffusionAD, input_size: int | None, profile: TargetProfile, log: Log) -> tuple[DiffusionAD, int]:
+    """The model at the size it will be exported at: ``--input-size``, else the target's. A model that
+    cannot run at the target's size (its attention sits at fixed pixel resolutions, or the size is not
+    a multiple of its divisor) is exported at its own size with a note; an explicit ``--input-size``
+    it cannot run at is refused."""
+    trained = model.config.image_size
+    size = input_size or profile.input_size
+    if size == trained:
+        return model, size
+    try:
+        resized = _resized_model(model, size)
+    except (RuntimeError, ConfigError) as exc:
+        why = str(exc).splitlines()[0] if isinstance(exc, ConfigError) else "its attention layers sit at fixed resolutions in pixels"
+        if input_size is not None:
+            raise ConfigError(f"--input-size {size}: this {model.config.preset!r} model (trained at {trained} px) cannot be "
+                              f"exported at {size} px ({why}); use --input-size {trained}, or omit it") from None
+        log(f"note: exporting at the model's own input size {trained}, not the target's {size} "
+            f"(this {model.config.preset!r} model cannot run at {size} px; --input-size to choose)")
+        return model, trained
+    if input_size is None:
+        log(f"note: exporting at the target's input size {size} (the model was trained at {trained})")
+    return resized, size
 
 
 def _check_set(payload: dict[str, Any], size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -222,17 +247,16 @@ def prepare(opts: ExportOptions, log: Log, cache: dict[tuple, Any]) -> ExportJob
     precision = profile.check_precision(opts.precision)
     backend = get_backend(profile.backend)
     out_dir = Path(opts.out_dir)
+    check_output_dir(out_dir, "bundle folder (--out)")
     if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
         raise ConfigError(f"output folder {out_dir} exists and is not empty; pass --overwrite or choose another --out")
     model, payload = load_model(opts.checkpoint)
-    size = opts.input_size or profile.input_size
-    if opts.input_size is None and size != model.config.image_size:
-        log(f"note: exporting at the target's input size {size} (the model was trained at {model.config.image_size})")
+    model, size = _model_at_export_size(model, opts.input_size, profile, log)
     eval_ds = MVTecCategory(opts.eval_data, opts.eval_category) if opts.eval_data is not None else None
     threshold_ds = MVTecCategory(opts.threshold_data, opts.threshold_category) if opts.threshold_data is not None else None
     if opts.accuracy_aware and (eval_ds is None or profile.backend != "openvino" or precision != "int8"):
         raise ConfigError("--accuracy-aware needs an OpenVINO INT8 export and --eval-data")
-    return ExportJob(opts, profile, backend, precision, _resized_model(model, size), payload, sha256(opts.checkpoint), size,
+    return ExportJob(opts, profile, backend, precision, model, payload, sha256(opts.checkpoint), size,
                      DEFAULT_MAX_DROP if opts.max_drop is None else opts.max_drop, eval_ds, threshold_ds, log, cache)
 
 
