@@ -12,6 +12,7 @@ import warnings
 import typer
 
 from ..errors import DaeError
+from ..interrupts import Interrupted
 from . import bench_cmd, data_cmd, demo_cmd, eval_cmd, export_cmd, info_cmd, predict_cmd, run_cmd, train_cmd
 
 app = typer.Typer(
@@ -42,6 +43,9 @@ def main() -> None:
     warnings.formatwarning = _one_line_warning
     try:
         app()
+    except Interrupted as exc:  # Ctrl-C: what was kept, not an error
+        print(str(exc), file=sys.stderr)
+        sys.exit(exc.exit_code)
     except DaeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
