@@ -62,10 +62,21 @@ def write_csv(path: str | Path, rows: Iterable[dict[str, Any]], fields: list[str
 
 
 def replace_dir(staging: Path, target: Path) -> None:
-    """Move a finished folder into place, replacing ``target``."""
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
+    """Move a finished folder into place, replacing ``target``: the old one is renamed aside first and
+    deleted only once the new one is in place, so at no point is neither there."""
+    if not target.exists():
+        staging.rename(target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.replace(target, old / target.name)
+    try:
+        staging.rename(target)
+    except BaseException:
+        os.replace(old / target.name, target)  # put the previous one back
+        raise
+    finally:
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def generate_dir(target: Path, make: Callable[[Path], Path]) -> Path:

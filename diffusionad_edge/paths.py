@@ -26,11 +26,13 @@ def _existing_ancestor(path: Path) -> Path:
     return p
 
 
-def _check_creatable_dir(folder: Path, what: str) -> None:
-    """``folder`` exists as a writable directory or can be created as one."""
+def _check_creatable_dir(folder: Path, what: str, shown: Path | None = None) -> None:
+    """``folder`` exists as a writable directory or can be created as one (errors name ``shown``,
+    the path the user gave, default ``folder``)."""
+    shown = folder if shown is None else shown
     anc = _existing_ancestor(folder)
     if not anc.is_dir():
-        raise OutputPathError(f"cannot write {what} {folder}: {anc} is a file, not a folder")
+        raise OutputPathError(f"cannot write {what} {shown}: {anc} is a file, not a folder")
     if folder.exists():
         probe_dir = folder
     else:
@@ -41,7 +43,7 @@ def _check_creatable_dir(folder: Path, what: str) -> None:
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise OutputPathError(f"cannot write {what} {folder}: {probe_dir} is not writable ({exc.strerror})") from None
+        raise OutputPathError(f"cannot write {what} {shown}: {probe_dir} is not writable ({exc.strerror})") from None
 
 
 def check_output_file(path: str | Path, what: str = "output file", overwrite: bool = True, hint: str = "") -> Path:
@@ -52,7 +54,7 @@ def check_output_file(path: str | Path, what: str = "output file", overwrite: bo
         raise OutputPathError(f"cannot write {what} {path}: it is a folder, give a file name")
     if path.exists() and not overwrite:
         raise OutputPathError(f"{what} {path} already exists{'; ' + hint if hint else ''}")
-    _check_creatable_dir(path.parent if str(path.parent) else Path("."), what)
+    _check_creatable_dir(path.parent if str(path.parent) else Path("."), what, shown=path)
     return path
 
 

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import ConfigError
+from ..paths import check_output_dir
 from .common import console, out
 
 
@@ -39,6 +40,7 @@ def bench(
 
     if not bundles and checkpoint is None:
         raise ConfigError("give bundle folders and/or --checkpoint")
+    check_output_dir(out_dir, "bench folder (--out)")  # before minutes of timing
     try:
         batches = [int(b) for b in batch.split(",") if b.strip()]
     except ValueError:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ..data.builtin import KNOWN_CATEGORIES, generate_dataset
+from ..paths import check_output_dir
 from .common import console
 
 app = typer.Typer(help="Built-in data: generate a synthetic MVTec-layout dataset.", no_args_is_help=True)
@@ -23,6 +24,7 @@ def generate(
     seed: int = typer.Option(0, help="Seed: the same seed gives the same dataset."),
 ) -> None:
     """Generate textured surfaces with scratches, spots and holes, and their masks."""
+    check_output_dir(out_dir, "dataset folder")
     path = generate_dataset(out_dir, category=category, n_train=n_train, n_test_good=n_test_good,
                             n_test_per_defect=n_test_per_defect, size=size, seed=seed)
     console.print(f"dataset written to {path}")

@@ -10,6 +10,7 @@ import typer
 from ..config import MODES
 from ..errors import ConfigError
 from ..files import to_json, write_json
+from ..paths import check_output_file
 from .common import console, open_dataset, out, print_eval_table, progress_bar
 
 
@@ -33,6 +34,8 @@ def evaluate_cmd(
 
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {', '.join(MODES)} (got {mode!r})")
+    if json_out is not None:
+        check_output_file(json_out, "results file (--json)")  # before the evaluation, not after it
     model, payload = load_model(checkpoint)
     if data is None and category is None:
         trained_on = payload.get("data", {}).get("root")

@@ -13,6 +13,7 @@ from ..errors import ConfigError
 from ..export.checks import DEFAULT_MAX_DROP
 from ..export.targets import list_targets
 from ..files import fmt
+from ..interrupts import interrupt_guard
 from .common import console, out
 
 
@@ -52,27 +53,49 @@ def export(
     overwrite: bool = typer.Option(False, help="Replace an existing bundle folder."),
     build_engine: bool = typer.Option(False, "--build-engine",
                                       help="On the device: build the TensorRT engine of a jetson-* bundle (given as the first argument)."),
+    set_threshold: Optional[float] = typer.Option(None, "--set-threshold",
+                                                  help="Change the image (OK/NG) threshold of the bundle given as the first argument."),
+    set_pixel_threshold: Optional[float] = typer.Option(None, "--set-pixel-threshold",
+                                                        help="Change the pixel (defect outline) threshold of the bundle given as the first argument."),
 ) -> None:
     """Export a checkpoint to a checked bundle for a target (ONNX Runtime, OpenVINO, TensorRT)."""
     if build_engine:
         _build_engine(checkpoint)
         return
+    if set_threshold is not None or set_pixel_threshold is not None:
+        from ..runtime.bundle import set_thresholds
+
+        thr = set_thresholds(checkpoint, image=set_threshold, pixel=set_pixel_threshold)["thresholds"]
+        console.print(f"{checkpoint}: thresholds now image {fmt(thr['image'], '.4f')}, pixel {fmt(thr['pixel'], '.4f')} "
+                      "(metadata.json rewritten with a new integrity record)")
+        return
     if target is None:
         raise ConfigError("--target is required (see `dae targets`)")
-    from ..export.pipeline import ExportOptions, export_bundle
     if out_dir is None:
         out_dir = Path("exports") / f"{checkpoint.stem}-{target.replace('.toml', '').split('/')[-1]}-{precision or 'default'}"
+    previous = out_dir.is_dir() and any(out_dir.iterdir())
+    # Ctrl-C from here on: one line and exit code 130 within seconds, never a hang in native code or an import
+    with interrupt_guard(f"interrupted; {'previous bundle kept: ' if previous else 'nothing written: '}{out_dir}"):
+        result = _export(checkpoint, target, precision, out_dir, input_size, calibration, calibration_count, eval_data,
+                         eval_category, eval_limit, threshold_data, threshold_category, max_drop, accuracy_aware, keep_failed,
+                         overwrite)
+    print_report(result.metadata)
+    console.print(f"bundle: {result.bundle}" + ("" if result.passed else " [red](checks FAILED, kept on request)"))
+    if not result.passed:
+        raise typer.Exit(3)
+
+
+def _export(checkpoint, target, precision, out_dir, input_size, calibration, calibration_count, eval_data, eval_category,
+            eval_limit, threshold_data, threshold_category, max_drop, accuracy_aware, keep_failed, overwrite):
+    from ..export.pipeline import ExportOptions, export_bundle
+
     opts = ExportOptions(
         checkpoint=checkpoint, target=target, out_dir=out_dir, precision=precision, input_size=input_size,
         calibration=calibration, calibration_count=calibration_count, eval_data=eval_data, eval_category=eval_category,
         eval_limit=eval_limit, threshold_data=threshold_data, threshold_category=threshold_category, max_drop=max_drop,
         accuracy_aware=accuracy_aware, keep_failed=keep_failed, overwrite=overwrite,
     )
-    result = export_bundle(opts, log=lambda msg: console.print(msg))
-    print_report(result.metadata)
-    console.print(f"bundle: {result.bundle}" + ("" if result.passed else " [red](checks FAILED, kept on request)"))
-    if not result.passed:
-        raise typer.Exit(3)
+    return export_bundle(opts, log=lambda msg: console.print(msg))
 
 
 def _build_engine(bundle: Path) -> None:

@@ -6,13 +6,29 @@ non-zero exit code; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 import warnings
 
-import typer
 
-from ..errors import DaeError
-from . import bench_cmd, data_cmd, demo_cmd, eval_cmd, export_cmd, info_cmd, predict_cmd, run_cmd, train_cmd
+def _stop_during_startup(signum: int, frame: object) -> None:
+    # Ctrl-C while the imports below run: nothing has been done, so stop at once with one line. A
+    # KeyboardInterrupt raised inside an import can leave a module lock held and hang the process.
+    os.write(2, b"interrupted; nothing written\n")
+    os._exit(130)
+
+
+_GUARD_STARTUP = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+if _GUARD_STARTUP:
+    signal.signal(signal.SIGINT, _stop_during_startup)
+
+import typer  # noqa: E402
+
+from ..errors import DaeError  # noqa: E402
+from ..interrupts import Interrupted  # noqa: E402
+from . import bench_cmd, data_cmd, demo_cmd, eval_cmd, export_cmd, info_cmd, predict_cmd, run_cmd, train_cmd  # noqa: E402
 
 app = typer.Typer(
     name="dae",
@@ -40,8 +56,15 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 def main() -> None:
     # Library warnings (ours and our dependencies') as one line each, not source excerpts.
     warnings.formatwarning = _one_line_warning
+    # From here on Ctrl-C is Python's KeyboardInterrupt again (train stops at a step boundary, run
+    # finalises its video), except for export, whose own guard takes over from the startup handler.
+    if _GUARD_STARTUP and sys.argv[1:2] != ["export"]:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         app()
+    except Interrupted as exc:  # Ctrl-C: what was kept, not an error
+        print(str(exc), file=sys.stderr)
+        sys.exit(exc.exit_code)
     except DaeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -22,9 +22,12 @@ def predict(
 ) -> None:
     """Score images: anomaly score, OK/NG, and overlays. Unreadable files are listed, not fatal
     (exit code 1 when any failed)."""
+    from ..paths import check_output_dir
     from ..runtime.bundle import open_bundle
     from ..runtime.predict import expand_paths, predict_files
 
+    if out_dir is not None:
+        check_output_dir(out_dir, "results folder (--out)")
     files = expand_paths(paths)
     if not files:
         raise ConfigError("no images found in the given paths")

@@ -28,9 +28,10 @@ def run(
                                            "asynchronous queue (more FPS on many-core CPUs, more latency). Default 1."),
     show: Optional[bool] = typer.Option(None, "--show/--no-show", help="Display a window (default: when a display exists)."),
 ) -> None:
-    """Run the detector on a camera or stream: overlay, OK/NG, events and an end-of-run summary."""
+    """Run the detector on a camera or stream: overlay, OK/NG, events and an end-of-run summary.
+    Exit code 1 when input was lost (unreadable files, a video that ended before its announced length)."""
     from ..runtime.bundle import open_bundle
-    from ..runtime.live import RunOptions, display_available, run_stream
+    from ..runtime.live import RunOptions, check_outputs, display_available, run_stream
     from ..runtime.sources import describe
 
     if (camera is None) == (source is None):
@@ -39,6 +40,7 @@ def run(
     show = display_available() if show is None else show
     opts = RunOptions(save_video=save, save_frames=save_frames, events=events, max_frames=max_frames, show=show,
                       image_threshold=threshold, pixel_threshold=pixel_threshold, requests=requests or 1)
+    check_outputs(opts)  # before the model and the source are opened
     with open_bundle(model, backend, requests=requests if requests and requests > 1 else None) as bundle:
         console.print(f"running {model} ({bundle.metadata.get('backend')}, {bundle.metadata.get('precision')}) on {describe(src)}"
                       + ("" if show else " (headless)") + (f", {requests} requests in flight" if requests and requests > 1 else "")
@@ -50,5 +52,9 @@ def run(
     console.print(f"{s['frames']} frames ({s['ng']} NG), {s['dropped']} dropped, {s['reconnects']} reconnects; "
                   f"end-to-end {s['end_to_end_fps']:.1f} FPS, model-only {s['model_fps']:.1f} FPS; latency p50/p95 ms: {stages}")
     if s["unreadable"]:
-        console.print(f"unreadable: {', '.join(s['unreadable'])}")
+        console.print(f"unreadable: {', '.join(s['unreadable'])}", soft_wrap=True, markup=False, highlight=False)
+    for warning in s["warnings"]:
+        console.print(f"warning: {warning}", soft_wrap=True, markup=False, highlight=False)
     out.print_json(json.dumps(s))
+    if summary.incomplete:
+        raise typer.Exit(1)

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import glob
+import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -29,20 +32,21 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, interrupts
 from ..config import ModelConfig
 from ..data.mvtec import MVTecCategory, load_test_arrays
 from ..data.preprocess import read_image, resize_image, to_chw_float
 from ..data.synthesis import AnomalySynthesizer
 from ..errors import ConfigError, DaeError
 from ..evaluate.evaluator import evaluate
-from ..files import replace_dir, write_json
+from ..files import replace_dir
 from ..models.checkpoint_io import load_model
 from ..models.complexity import measure_complexity
 from ..models.detector import DiffusionAD
+from ..paths import check_output_dir
 from ..quantize.calibration import CalibrationSet, from_manifest, from_training_images
 from ..runtime.backends import Backend, get_backend, make_runner, package_versions
-from ..runtime.bundle import FORMAT, FORMAT_VERSION, METADATA, sha256
+from ..runtime.bundle import FORMAT, FORMAT_VERSION, sha256, write_metadata
 from ..runtime.runners import OnnxRuntimeRunner, Runner, RunnerOutput, TorchRunner, describe_runtime_precision
 from ..runtime.thresholds import Thresholds
 from .checks import CHECK_IMAGES, DEFAULT_MAX_DROP, FP32_TOLERANCE
@@ -106,6 +110,30 @@ def _resized_model(model: DiffusionAD, size: int) -> DiffusionAD:
     resized = DiffusionAD(cfg.validate())
     resized.load_state_dict(model.state_dict())
     return resized.eval()
+
+
+def _model_at_export_size(model: DiffusionAD, input_size: int | None, profile: TargetProfile, log: Log) -> tuple[DiffusionAD, int]:
+    """The model at the size it will be exported at: ``--input-size``, else the target's. A model that
+    cannot run at the target's size (its attention sits at fixed pixel resolutions, or the size is not
+    a multiple of its divisor) is exported at its own size with a note; an explicit ``--input-size``
+    it cannot run at is refused."""
+    trained = model.config.image_size
+    size = input_size or profile.input_size
+    if size == trained:
+        return model, size
+    try:
+        resized = _resized_model(model, size)
+    except (RuntimeError, ConfigError) as exc:
+        why = str(exc).splitlines()[0] if isinstance(exc, ConfigError) else "its attention layers sit at fixed resolutions in pixels"
+        if input_size is not None:
+            raise ConfigError(f"--input-size {size}: this {model.config.preset!r} model (trained at {trained} px) cannot be "
+                              f"exported at {size} px ({why}); use --input-size {trained}, or omit it") from None
+        log(f"note: exporting at the model's own input size {trained}, not the target's {size} "
+            f"(this {model.config.preset!r} model cannot run at {size} px; --input-size to choose)")
+        return model, trained
+    if input_size is None:
+        log(f"note: exporting at the target's input size {size} (the model was trained at {trained})")
+    return resized, size
 
 
 def _check_set(payload: dict[str, Any], size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -222,17 +250,16 @@ def prepare(opts: ExportOptions, log: Log, cache: dict[tuple, Any]) -> ExportJob
     precision = profile.check_precision(opts.precision)
     backend = get_backend(profile.backend)
     out_dir = Path(opts.out_dir)
+    check_output_dir(out_dir, "bundle folder (--out)")
     if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
         raise ConfigError(f"output folder {out_dir} exists and is not empty; pass --overwrite or choose another --out")
     model, payload = load_model(opts.checkpoint)
-    size = opts.input_size or profile.input_size
-    if opts.input_size is None and size != model.config.image_size:
-        log(f"note: exporting at the target's input size {size} (the model was trained at {model.config.image_size})")
+    model, size = _model_at_export_size(model, opts.input_size, profile, log)
     eval_ds = MVTecCategory(opts.eval_data, opts.eval_category) if opts.eval_data is not None else None
     threshold_ds = MVTecCategory(opts.threshold_data, opts.threshold_category) if opts.threshold_data is not None else None
     if opts.accuracy_aware and (eval_ds is None or profile.backend != "openvino" or precision != "int8"):
         raise ConfigError("--accuracy-aware needs an OpenVINO INT8 export and --eval-data")
-    return ExportJob(opts, profile, backend, precision, _resized_model(model, size), payload, sha256(opts.checkpoint), size,
+    return ExportJob(opts, profile, backend, precision, model, payload, sha256(opts.checkpoint), size,
                      DEFAULT_MAX_DROP if opts.max_drop is None else opts.max_drop, eval_ds, threshold_ds, log, cache)
 
 
@@ -368,11 +395,13 @@ def commit(job: ExportJob, art: Artefact, meta: dict[str, Any]) -> ExportResult:
     """Stage 6: write ``metadata.json`` and move the bundle into place (or refuse a failed one)."""
     failures = meta["checks"]["failures"]
     shutil.rmtree(art.staging / ".work", ignore_errors=True)
-    write_json(art.staging / METADATA, meta)
+    meta = write_metadata(art.staging, meta)
     if failures and not job.opts.keep_failed:
         raise ExportCheckFailed("export checks failed (nothing written; --keep-failed keeps the bundle): " + "; ".join(failures))
     out_dir = Path(job.opts.out_dir)
-    replace_dir(art.staging, out_dir)
+    with interrupts.critical():  # Ctrl-C never leaves half a swap
+        replace_dir(art.staging, out_dir)
+        interrupts.set_message(f"interrupted after the bundle was written: {out_dir}")
     return ExportResult(out_dir, meta, not failures, failures)
 
 
@@ -385,19 +414,55 @@ def export_bundle(opts: ExportOptions, log: Log = print, reference_cache: dict[t
     are keyed by the checkpoint's hash, noise seed, input size, batch and evaluation set.
     """
     job = prepare(opts, log, reference_cache if reference_cache is not None else {})
+    interrupts.check()
     out_dir = Path(opts.out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    remove_stale_staging(out_dir, log)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-{os.getpid()}-", dir=out_dir.parent))
     try:
-        art = build_artefact(job, staging)
-        checks: dict[str, Any] = {"tolerance_fp32": FP32_TOLERANCE, "max_drop": job.max_drop, "check_images": int(len(art.check_images))}
-        with artefact_runner(job, art, checks) as runner:
-            art_pred = runner.infer(art.check_images)
-            thresholds = choose_thresholds(job, runner, art, art_pred)
-            failures = run_checks(job, art, runner, art_pred, thresholds, checks)
-        checks["passed"] = not failures
-        checks["failures"] = failures
-        return commit(job, art, build_metadata(job, art, thresholds, checks))
+        with interrupts.cleanup_on_interrupt(lambda: shutil.rmtree(staging, ignore_errors=True)):
+            art = build_artefact(job, staging)
+            interrupts.check()
+            checks: dict[str, Any] = {"tolerance_fp32": FP32_TOLERANCE, "max_drop": job.max_drop, "check_images": int(len(art.check_images))}
+            with artefact_runner(job, art, checks) as runner:
+                art_pred = runner.infer(art.check_images)
+                thresholds = choose_thresholds(job, runner, art, art_pred)
+                interrupts.check()
+                failures = run_checks(job, art, runner, art_pred, thresholds, checks)
+            checks["passed"] = not failures
+            checks["failures"] = failures
+            meta = build_metadata(job, art, thresholds, checks)
+            interrupts.check()
+            return commit(job, art, meta)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+_STAGING = re.compile(r"\.partial-(\d+)-[^/]*$|\.partial-[^/-]*$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_staging(out_dir: Path, log: Log = print) -> list[Path]:
+    """Remove hidden staging folders (``.<name>.partial-<pid>-*``) that a killed export to ``out_dir``
+    left behind: those whose process is gone (and those of older versions, which carry no process id).
+    A concurrent export's folder (its process alive) is left alone."""
+    removed = []
+    for p in Path(out_dir).parent.glob(f".{glob.escape(Path(out_dir).name)}.partial-*"):
+        m = _STAGING.search(p.name)
+        if not p.is_dir() or m is None or (m.group(1) and _alive(int(m.group(1)))):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    if removed:
+        log(f"removed {len(removed)} stale staging folder(s) of an interrupted export: {', '.join(p.name for p in removed)}")
+    return removed

@@ -31,9 +31,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"not a readable checkpoint (corrupt, truncated or unsafe): {path}: {first}") from None
+    except pickle.UnpicklingError as exc:
+        # PyTorch's message advises weights_only=False: wrong for a corrupt or malicious file. Keep its reason only.
+        raise CheckpointError(f"not a readable checkpoint (corrupt, truncated or unsafe; nothing in it was run): "
+                              f"{path}: {_unpickling_reason(exc)}") from None
+    except (zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise CheckpointError(f"not a readable checkpoint (corrupt, truncated or unsafe): {path}: {_unpickling_reason(exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"not a diffusionad_edge checkpoint: {path}")
     if payload.get("format_version", 0) > FORMAT_VERSION:
@@ -42,6 +45,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"({FORMAT_VERSION}); upgrade diffusionad_edge: {path}"
         )
     return payload
+
+
+def _unpickling_reason(exc: BaseException) -> str:
+    """The specific reason in a torch.load error, without PyTorch's advice to retry with
+    ``weights_only=False`` (which would run whatever code the file carries)."""
+    advice = ("weights_only", "weights only", "please file an issue", "check the documentation", "trusted source")
+    for line in str(exc).splitlines():
+        line = line.strip().removeprefix("WeightsUnpickler error:").strip()
+        if line and not any(a in line.lower() for a in advice):
+            return line
+    return type(exc).__name__
 
 
 def load_model(path: str | Path, expect_preset: str | None = None) -> tuple[DiffusionAD, dict[str, Any]]:

@@ -15,8 +15,11 @@ scores), and returns a :class:`Bundle`. ``Bundle.predict(image)`` is the Python 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +30,18 @@ import numpy as np
 from .. import __version__
 from ..data.preprocess import preprocess, read_image, to_rgb
 from ..errors import DaeError
+from ..files import to_json, write_text
 from .backends import make_runner
 from .runners import Runner, RunnerOutput
 from .thresholds import Thresholds, decision
 
 FORMAT = "diffusionad_edge.bundle"
-FORMAT_VERSION = 1
+#: 2: metadata.json carries its own integrity record (format 1 bundles had none: re-export them)
+FORMAT_VERSION = 2
 METADATA = "metadata.json"
+#: the key of metadata.json that holds the sha256 of the rest of it
+INTEGRITY = "integrity"
+_CANONICAL = "the rest of metadata.json as canonical JSON (sorted keys, separators ',' ':', ASCII)"
 
 
 class BundleError(DaeError):
@@ -59,12 +67,36 @@ class BundleResult:
     defect_mask: np.ndarray  # same shape, bool: anomaly_map >= pixel threshold
 
 
+def metadata_digest(meta: dict[str, Any]) -> str:
+    """sha256 of the metadata without its integrity record, in a canonical JSON form (independent of
+    indentation and key order, so any change of a value changes it)."""
+    body = {k: v for k, v in meta.items() if k != INTEGRITY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """The metadata as it will read back from disk (plain JSON values), with its integrity record."""
+    plain = json.loads(to_json({k: v for k, v in meta.items() if k != INTEGRITY}))
+    plain[INTEGRITY] = {"sha256": metadata_digest(plain), "covers": _CANONICAL}
+    return plain
+
+
+def write_metadata(folder: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Seal and write ``metadata.json`` atomically (one rename: never half a file, never a file whose
+    integrity record does not match); returns what was written."""
+    sealed = seal_metadata(meta)
+    write_text(Path(folder) / METADATA, json.dumps(sealed, indent=2) + "\n")
+    return sealed
+
+
 class Bundle:
     """A loaded, verified bundle (or a checkpoint wrapped as one): preprocess -> infer -> postprocess."""
 
     def __init__(self, folder: Path, metadata: dict[str, Any], runner: Runner):
         self.folder, self.metadata, self.runner = folder, metadata, runner
         self.size = int(metadata["input"]["size"])
+        runner.expected_size = self.size  # the model file's input is checked against it on activation
         self.thresholds = Thresholds.from_dict(metadata.get("thresholds"))
 
     @property
@@ -138,14 +170,110 @@ def read_metadata(folder: str | Path) -> dict[str, Any]:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise BundleError(f"{path} is not valid JSON: {exc}") from None
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BundleError(f"{path} is not a diffusionad_edge bundle")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise BundleError(f"bundle format {meta['format_version']} is newer than this toolkit ({__version__}) reads: upgrade diffusionad_edge")
-    made_by = str(meta.get("versions", {}).get("diffusionad_edge", "0"))
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise BundleError(f"{path}: format_version must be an integer (found {version!r})")
+    if version > FORMAT_VERSION:
+        raise BundleError(f"bundle format {version} is newer than this toolkit ({__version__}) reads: upgrade diffusionad_edge")
+    versions = meta.get("versions")
+    made_by = str(versions.get("diffusionad_edge", "0")) if isinstance(versions, dict) else "0"
     if made_by.split(".")[0] != __version__.split(".")[0]:
         raise BundleError(f"bundle {folder} was made by diffusionad_edge {made_by}; this is {__version__} (major versions differ): re-export it")
+    _verify_integrity(path, meta)
+    validate_metadata(meta, path)
     return meta
+
+
+def _verify_integrity(path: Path, meta: dict[str, Any]) -> None:
+    record = meta.get(INTEGRITY)
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        raise BundleError(f"{path} has no integrity record (a bundle of format {meta.get('format_version')}, made before "
+                          f"format {FORMAT_VERSION}, or edited): re-export it")
+    try:
+        actual = metadata_digest(meta)
+    except ValueError as exc:  # NaN or infinity: not JSON
+        raise BundleError(f"{path}: {exc}") from None
+    if actual != record["sha256"]:
+        raise BundleError(f"{path} was changed after export (its sha256 does not match its integrity record): re-export "
+                          "the bundle; to change a threshold use `dae export BUNDLE --set-threshold T`")
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_metadata(meta: dict[str, Any], path: str | Path = METADATA) -> None:
+    """The values the runtime uses have the right types and ranges: :class:`BundleError` naming the
+    key otherwise (a malformed bundle is one line, not a numpy or backend traceback)."""
+
+    def bad(key: str, want: str, got: Any) -> BundleError:
+        return BundleError(f"{path}: {key} must be {want} (found {got!r}): re-export the bundle")
+
+    def plain_name(name: Any) -> bool:
+        return isinstance(name, str) and bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+
+    if not isinstance(meta.get("backend"), str):
+        raise bad("backend", "a backend name", meta.get("backend"))
+    inp = meta.get("input")
+    if not isinstance(inp, dict):
+        raise bad("input", "an object", inp)
+    for key, lo, hi in (("size", 8, 16384), ("batch", 1, 4096)):
+        v = inp.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise bad(f"input.{key}", f"an integer in [{lo}, {hi}]", v)
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files:
+        raise bad("files", "an object of file name -> sha256", files)
+    for name, digest in files.items():
+        if not plain_name(name):
+            raise bad("files", "plain file names inside the bundle", name)
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise bad(f"files.{name}", "a sha256 (64 hex digits)", digest)
+    if meta.get("entry") not in files:
+        raise bad("entry", f"one of the bundle's files ({', '.join(files)})", meta.get("entry"))
+    for key in ("runtime_options", "target"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise bad(key, "an object", meta[key])
+    thr = meta.get("thresholds")
+    if thr is None:
+        return
+    if not isinstance(thr, dict):
+        raise bad("thresholds", "an object or null", thr)
+    for key in ("image", "pixel"):  # scores and maps are probabilities
+        v = thr.get(key)
+        if v is not None and not (_number(v) and 0.0 <= v <= 1.0):
+            raise bad(f"thresholds.{key}", "a number in [0, 1] or null", v)
+    norm = thr.get("normalisation")
+    if norm is not None:
+        if not isinstance(norm, dict) or not all(_number(norm.get(k)) for k in ("min", "max")) or norm["max"] < norm["min"]:
+            raise bad("thresholds.normalisation", "an object with numbers min <= max", norm)
+
+
+def set_thresholds(folder: str | Path, image: float | None = None, pixel: float | None = None) -> dict[str, Any]:
+    """Change a bundle's image and/or pixel threshold on purpose: the bundle is verified, the new
+    values are checked, and ``metadata.json`` is rewritten with a new integrity record in one atomic
+    rename. Returns the new metadata."""
+    folder = Path(folder)
+    meta = read_metadata(folder)
+    verify_files(folder, meta)
+    changes = {k: v for k, v in (("image", image), ("pixel", pixel)) if v is not None}
+    if not changes:
+        raise BundleError("give --set-threshold and/or --set-pixel-threshold")
+    for key, value in changes.items():
+        if not (_number(value) and 0.0 <= value <= 1.0):
+            raise BundleError(f"the {key} threshold must be a number in [0, 1] (got {value!r})")
+    old = Thresholds.from_dict(meta.get("thresholds"))
+    when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    note = ", ".join(f"{k} threshold set to {v:g} by hand on {when} (was {getattr(old, k)})" for k, v in changes.items())
+    new = Thresholds.from_dict(meta.get("thresholds")).override(**changes)
+    new = Thresholds(new.image, new.pixel, new.score_min, new.score_max, f"{old.source}; {note}" if old.source else note, new.extra)
+    meta["thresholds"] = new.to_dict()
+    return write_metadata(folder, meta)
 
 
 def verify_files(folder: Path, meta: dict[str, Any]) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import queue
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ import cv2
 import numpy as np
 
 from ..data.preprocess import to_bgr
+from ..paths import OutputPathError, check_output_dir, check_output_file
 from .bundle import Bundle, BundleResult
 from .overlay import draw_overlay
 from .sources import Frame, open_source
@@ -48,6 +51,8 @@ class RunSummary:
     dropped: int = 0
     reconnects: int = 0
     unreadable: list[str] = field(default_factory=list)
+    #: what the source says went wrong without stopping the run (e.g. a video that ended early)
+    warnings: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     latencies_ms: dict[str, list[float]] = field(default_factory=lambda: {"preprocess": [], "inference": [], "output": [], "total": []})
     interrupted: bool = False
@@ -57,11 +62,53 @@ class RunSummary:
         infer = self.latencies_ms["inference"]
         return {
             "frames": self.frames, "ng": self.ng, "dropped": self.dropped, "reconnects": self.reconnects,
-            "unreadable": self.unreadable, "wall_s": round(self.wall_s, 3),
+            "unreadable": self.unreadable, "warnings": self.warnings, "wall_s": round(self.wall_s, 3),
             "end_to_end_fps": self.frames / self.wall_s if self.wall_s > 0 else 0.0,
             "model_fps": 1000.0 / float(np.mean(infer)) if infer else 0.0,
             "latency_ms": stats, "interrupted": self.interrupted,
         }
+
+    @property
+    def incomplete(self) -> bool:
+        """Some input was lost: unreadable files or a video that ended before its announced length."""
+        return bool(self.unreadable or self.warnings)
+
+
+def _probe_video_writer(path: Path) -> None:
+    """Open (and discard) a video writer beside ``path`` with its extension: OpenCV refuses some
+    containers or codecs only when the writer is opened, and says nothing unless asked."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=".dae-probe-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        writer = _video_writer(Path(probe), 25.0, (64, 64))
+        ok = writer.isOpened()
+        writer.release()
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+        Path(probe).unlink(missing_ok=True)
+    if not ok:
+        raise OutputPathError(f"cannot write video (--save) {path}: OpenCV cannot open an mp4v video writer for "
+                              f"{path.suffix or 'a file without extension'} (use .mp4 or .avi)")
+
+
+def _video_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    return cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+
+
+def check_outputs(opts: RunOptions) -> None:
+    """Every output of ``dae run`` can be written, checked before any source or model is opened:
+    :class:`OutputPathError` (one line naming the path and the reason) otherwise."""
+    if opts.save_video is not None:
+        check_output_file(opts.save_video, "video (--save)")
+    if opts.events is not None:
+        check_output_file(opts.events, "events file (--events)")
+    if opts.save_frames is not None:
+        check_output_dir(opts.save_frames, "NG frames folder (--save-frames)")
+    if opts.save_video is not None:
+        _probe_video_writer(Path(opts.save_video))
 
 
 class _Outputs:
@@ -71,6 +118,8 @@ class _Outputs:
         self.opts, self.fps_hint = opts, fps_hint
         self.queue: queue.Queue = queue.Queue(maxsize=4)
         self.writer: cv2.VideoWriter | None = None
+        if opts.events:
+            Path(opts.events).parent.mkdir(parents=True, exist_ok=True)
         self.events = open(opts.events, "w") if opts.events else None
         self.output_ms: list[float] = []
         self.error: Exception | None = None
@@ -102,10 +151,15 @@ class _Outputs:
             if self.writer is None:
                 h, w = overlay.shape[:2]
                 self.opts.save_video.parent.mkdir(parents=True, exist_ok=True)
-                self.writer = cv2.VideoWriter(str(self.opts.save_video), cv2.VideoWriter_fourcc(*"mp4v"), self.fps_hint, (w, h))
+                self.writer = _video_writer(self.opts.save_video, self.fps_hint, (w, h))
+                if not self.writer.isOpened():
+                    raise OutputPathError(f"cannot open the video writer for --save {self.opts.save_video} "
+                                          f"({w}x{h} at {self.fps_hint:g} FPS)")
             self.writer.write(overlay)
         if self.opts.save_frames and result.is_anomalous and overlay is not None:
-            cv2.imwrite(str(self.opts.save_frames / f"ng_{event['frame']:06d}.png"), overlay)
+            name = self.opts.save_frames / f"ng_{event['frame']:06d}.png"
+            if not cv2.imwrite(str(name), overlay):
+                raise OutputPathError(f"cannot write NG frame {name}")
         out_ms = (time.perf_counter() - t0) * 1000
         self.output_ms.append(out_ms)
         if self.events:
@@ -139,6 +193,7 @@ def _groups(frames: Any, n: int) -> Any:
 def run_stream(bundle: Bundle, source: str, opts: RunOptions, on_frame: Callable[[dict], None] | None = None,
                src: Any = None) -> RunSummary:
     """Run the detector over a source until it ends, ``max_frames`` or Ctrl-C."""
+    check_outputs(opts)
     bundle.override_thresholds(opts.image_threshold, opts.pixel_threshold)
     src = src if src is not None else open_source(source)
     summary = RunSummary()
@@ -196,6 +251,7 @@ def run_stream(bundle: Bundle, source: str, opts: RunOptions, on_frame: Callable
     summary.dropped = src.dropped
     summary.reconnects = src.reconnects
     summary.unreadable = list(src.unreadable)
+    summary.warnings = list(getattr(src, "warnings", []))
     return summary
 
 
@@ -214,8 +270,6 @@ def _event(bundle: Bundle, index: int, frame: Frame, result: BundleResult, t0: f
 
 def display_available() -> bool:
     """True when OpenCV can open a window (a GUI build and a display)."""
-    import os
-
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.name == "nt"):
         return False
     try:

@@ -11,6 +11,7 @@ import cv2
 from ..data.preprocess import find_images, preprocess, read_image
 from ..errors import ConfigError, DaeError
 from ..files import write_csv, write_json
+from ..paths import OutputPathError, check_output_dir
 from .bundle import Bundle
 from .overlay import draw_overlay
 
@@ -48,6 +49,7 @@ def predict_files(bundle: Bundle, files: list[Path], out_dir: Path | None = None
     Unreadable files are reported, not fatal."""
     report = PredictReport()
     if out_dir is not None:
+        check_output_dir(out_dir, "results folder")
         (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
     for f in files:
         try:
@@ -64,7 +66,8 @@ def predict_files(bundle: Bundle, files: list[Path], out_dir: Path | None = None
         if out_dir is not None:
             overlay = draw_overlay(rgb[:, :, ::-1].copy(), result.anomaly_map, result.defect_mask, result.score, result.is_anomalous)
             name = out_dir / "overlays" / f"{len(report.rows):05d}_{f.stem}.png"
-            cv2.imwrite(str(name), overlay)
+            if not cv2.imwrite(str(name), overlay):
+                raise OutputPathError(f"cannot write overlay {name}")
             row["overlay"] = str(name)
         if on_row is not None:
             on_row(row)

@@ -26,7 +26,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import DaeError
 from ..optional import require
+
+
+class ModelInputError(DaeError):
+    """A model file's input does not have the size its bundle's metadata announces."""
 
 
 @dataclass
@@ -44,6 +49,8 @@ class Runner(ABC):
 
     def __init__(self, fixed_batch: int | None = None):
         self.fixed_batch = fixed_batch
+        #: the input side the bundle's metadata announces; checked against the model file on activation
+        self.expected_size: int | None = None
         self.is_active = False
         #: the precision the backend really computes in, once known (e.g. OpenVINO on AMX: bf16)
         self.runtime_precision: str | None = None
@@ -52,7 +59,22 @@ class Runner(ABC):
         if not self.is_active:
             self.activate_impl()
             self.is_active = True
+            self._check_input()
         return self
+
+    def model_input_shape(self) -> tuple[Any, ...] | None:
+        """The model file's own input shape once active (None where the backend does not say)."""
+        return None
+
+    def _check_input(self) -> None:
+        shape = self.model_input_shape() if self.expected_size is not None else None
+        if not shape or len(shape) != 4:
+            return
+        h, w = shape[2], shape[3]
+        if all(isinstance(d, int) for d in (h, w)) and (h, w) != (self.expected_size, self.expected_size):
+            self.deactivate()
+            raise ModelInputError(f"the model file takes {h}x{w} images but the bundle's metadata says input.size "
+                                  f"{self.expected_size}: the bundle is inconsistent, re-export it")
 
     def deactivate(self) -> None:
         if self.is_active:
@@ -184,6 +206,9 @@ class OnnxRuntimeRunner(Runner):
         self.input_name = self.session.get_inputs()[0].name
         self.runtime_precision = None  # fp32 or int8: told by the bundle, not by the session
 
+    def model_input_shape(self) -> tuple[Any, ...] | None:
+        return tuple(self.session.get_inputs()[0].shape) if self.session is not None else None
+
     def infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         maps, scores = self.session.run(["anomaly_map", "score"], {self.input_name: batch})
         return maps, scores
@@ -237,6 +262,12 @@ class OpenVINORunner(Runner):
             # Our own ring of requests rather than ov.AsyncInferQueue: its Python callbacks run on
             # OpenVINO's threads and can deadlock (GIL) when the compiled model is released.
             self.queue = [self.compiled.create_infer_request() for _ in range(n)]
+
+    def model_input_shape(self) -> tuple[Any, ...] | None:
+        if self.compiled is None:
+            return None
+        shape = self.compiled.input(0).get_partial_shape()
+        return tuple(d.get_length() for d in shape) if shape.is_static else None
 
     def infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self.request.infer({0: batch})

@@ -67,6 +67,7 @@ class ImageFolderSource:
         self.files = files
         self.dropped = 0
         self.unreadable: list[str] = []
+        self.warnings: list[str] = []
         self.reconnects = 0
 
     def frames(self) -> Iterator[Frame]:
@@ -94,8 +95,12 @@ class VideoFileSource:
         if not self.cap.isOpened():
             raise SourceError(f"cannot open video {source} (corrupt or unsupported codec)")
         self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 25.0
+        #: the length the container announces (0 when it does not say)
+        self.announced = max(0, int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+        self.source = source
         self.dropped = 0
         self.unreadable: list[str] = []
+        self.warnings: list[str] = []
         self.reconnects = 0
 
     def frames(self) -> Iterator[Frame]:
@@ -103,6 +108,9 @@ class VideoFileSource:
         while True:
             ok, img = self.cap.read()
             if not ok:
+                if i < self.announced:  # the container promised more: truncated or corrupt
+                    self.warnings.append(f"video {self.source} ended after {i} of the {self.announced} frames it "
+                                         "announces (truncated or corrupt file)")
                 return
             yield Frame(i, img, time.monotonic())
             i += 1
@@ -126,6 +134,7 @@ class LiveSource:
         self.dropped = 0
         self.reconnects = 0
         self.unreadable: list[str] = []
+        self.warnings: list[str] = []
         self._cond = threading.Condition()
         self._latest: Frame | None = None
         self._stopped = False
@@ -215,4 +224,5 @@ class _SingleImage(ImageFolderSource):
         self.files = [path]
         self.dropped = 0
         self.unreadable = []
+        self.warnings = []
         self.reconnects = 0

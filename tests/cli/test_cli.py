@@ -21,11 +21,17 @@ def _one_line_error(res, *fragments):
         assert f in lines[0], lines[0]
 
 
+VERBS = ("train", "eval", "info", "export", "targets", "run", "predict", "bench", "demo", "data")
+
+
 def test_help_lists_verbs():
     res = dae("--help")
     assert res.returncode == 0
-    for verb in ("train", "eval", "info", "demo", "data"):
-        assert verb in res.stdout
+    listed = {line.strip("│ ").split(" ")[0] for line in res.stdout.splitlines() if line.strip("│ ")}
+    assert set(VERBS) <= listed, listed
+    for verb in VERBS:  # and each one has its own help
+        sub = dae(verb, "--help")
+        assert sub.returncode == 0 and "Usage:" in sub.stdout and "Traceback" not in sub.stderr, (verb, sub.stderr)
 
 
 def test_info_preset_json():

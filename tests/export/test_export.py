@@ -1,7 +1,10 @@
 """Real exports of the tiny model: real ONNX Runtime and OpenVINO sessions, real files."""
 
+import copy
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -87,8 +90,38 @@ def test_openvino_precisions(tiny_checkpoint, tmp_path, precision):
     if precision == "fp32":
         assert res.metadata["runtime_options"]["config"]["INFERENCE_PRECISION_HINT"] == "f32"
         assert res.metadata["checks"]["artifact_vs_pytorch"]["map_max_abs_error"] < 1e-3
+    # The bundle computes what the PyTorch model computes (within the precision's tolerance), and its
+    # score is the mean of the top-k pixels of its own map.
+    images = _test_images(64)
+    reference = TorchRunner(load_model(tiny_checkpoint)[0]).infer(images)
     with load_bundle(res.bundle) as art:
-        assert 0.0 <= art.predict(np.zeros((50, 70, 3), np.uint8)).score <= 1.0
+        got = art.runner.infer(images)
+    tolerance = {"fp32": 1e-3, "fp16": 0.02, "int8": 0.05}[precision]
+    assert np.abs(got.score - reference.score).max() < tolerance
+    assert np.abs(got.anomaly_map - reference.anomaly_map).max() < 10 * tolerance
+    top_k = res.metadata["inference"]["top_k"]
+    own = np.sort(got.anomaly_map.reshape(len(images), -1), axis=1)[:, -top_k:].mean(axis=1)
+    assert np.allclose(got.score, own, atol=2e-3 if precision == "fp16" else 1e-5)
+
+
+def _test_images(size, n=6):
+    """A few real test images of the tiny dataset, good and defective, preprocessed."""
+    from diffusionad_edge.data.builtin import generate_dataset
+    from diffusionad_edge.data.mvtec import MVTecCategory
+    from diffusionad_edge.data.preprocess import preprocess
+
+    global _IMAGES
+    if _IMAGES is None:
+        import tempfile
+
+        root = tempfile.mkdtemp()
+        generate_dataset(root, n_train=2, n_test_good=3, n_test_per_defect=1, size=size, seed=1)
+        ds = MVTecCategory(root, "surface")
+        _IMAGES = np.stack([preprocess(read_image(s.image_path), size) for s in ds.test_samples[:n]])
+    return _IMAGES
+
+
+_IMAGES = None
 
 
 def test_openvino_accuracy_aware_int8(tiny_checkpoint, tiny_dataset, tmp_path):
@@ -149,12 +182,10 @@ with load_bundle(sys.argv[1]) as art:
 
 def test_bundle_inference_needs_no_torch(ort_fp32):
     # On a device, a bundle runs with its backend only: no PyTorch import on the inference path.
-    import subprocess
-    import sys
-
     res = subprocess.run([sys.executable, "-c", _NO_TORCH, str(ort_fp32.bundle)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert 0.0 <= float(res.stdout.strip()) <= 1.0
+    with load_bundle(ort_fp32.bundle) as art:  # the same score as the full toolkit gives
+        assert float(res.stdout.strip()) == pytest.approx(art.predict(np.zeros((40, 40, 3), np.uint8)).score, abs=1e-6)
 
 
 def test_shared_reference_cache_gives_the_same_checks(ort_int8, tiny_checkpoint, tiny_dataset, tmp_path):
@@ -200,3 +231,107 @@ def test_threshold_data_needs_both_classes(tiny_checkpoint, tiny_dataset, tmp_pa
     shutil.copytree(tiny_dataset.path / "test" / "good", only_good / "test" / "good")
     with pytest.raises(ConfigError, match="both good and defective"):
         _export(tiny_checkpoint, tmp_path / "x", "onnxruntime-cpu", "fp32", threshold_data=only_good)
+
+
+def test_checkpoint_trained_at_another_size_than_the_target(tiny_checkpoint, tmp_path):
+    """The tiny model (64 px, attention at fixed resolutions) cannot run at onnxruntime-cpu's 256 px: it
+    is exported at its own size with a note; an explicit --input-size it cannot run at is refused
+    naming --input-size (it used to crash in load_state_dict)."""
+    from diffusionad_edge.errors import ConfigError
+
+    notes = []
+    res = export_bundle(ExportOptions(checkpoint=tiny_checkpoint, target="onnxruntime-cpu", out_dir=tmp_path / "own", precision="fp32"),
+                        log=notes.append)
+    assert res.passed and res.metadata["input"]["size"] == 64
+    assert [n for n in notes if n.startswith("note:")] == [
+        "note: exporting at the model's own input size 64, not the target's 256 (this 'tiny' model cannot run at 256 px; "
+        "--input-size to choose)"]
+    with pytest.raises(ConfigError, match="--input-size 128: .* use --input-size 64"):
+        export_bundle(ExportOptions(checkpoint=tiny_checkpoint, target="onnxruntime-cpu", out_dir=tmp_path / "big", precision="fp32",
+                                    input_size=128), log=lambda m: None)
+    assert not (tmp_path / "big").exists() and not list(tmp_path.glob(".big*"))
+    res = subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", "export", str(tiny_checkpoint), "--target",
+                          "onnxruntime-cpu", "--input-size", "128", "--out", str(tmp_path / "cli")], capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("error: --input-size 128:")
+
+
+def _reseal(meta):
+    from diffusionad_edge.runtime.bundle import seal_metadata
+
+    return json.dumps(seal_metadata(meta), indent=2)
+
+
+def test_metadata_is_integrity_checked_and_validated(ort_fp32, tmp_path):
+    from diffusionad_edge.runtime.runners import ModelInputError
+
+    bundle = tmp_path / "b"
+    shutil.copytree(ort_fp32.bundle, bundle)
+    path = bundle / "metadata.json"
+    original = json.loads(path.read_text())
+    assert original["integrity"]["sha256"] and original["format_version"] == 2
+    # an edited threshold is refused (it used to be used silently), so is a removed integrity record
+    edited = copy.deepcopy(original)
+    edited["thresholds"]["image"] = 0.99
+    path.write_text(json.dumps(edited, indent=2))
+    with pytest.raises(BundleError, match="changed after export .* --set-threshold"):
+        load_bundle(bundle)
+    del edited["integrity"]
+    path.write_text(json.dumps(edited, indent=2))
+    with pytest.raises(BundleError, match="no integrity record"):
+        load_bundle(bundle)
+    # values of the wrong type or range are refused naming the key, even with a matching integrity record
+    cases = [(("thresholds", "image"), "0.4", "thresholds.image must be a number"),
+             (("thresholds", "pixel"), 7.0, "thresholds.pixel must be a number in \\[0, 1\\]"),
+             (("thresholds", "normalisation"), {"min": 0.5, "max": 0.1}, "thresholds.normalisation"),
+             (("input", "size"), "64", "input.size must be an integer"),
+             (("input", "batch"), 0, "input.batch"),
+             (("entry",), "../../model.onnx", "entry must be one of the bundle's files"),
+             (("files",), {"model.onnx": "abc"}, "files.model.onnx must be a sha256"),
+             (("format_version",), "2", "format_version must be an integer")]
+    for keys, value, match in cases:
+        bad = copy.deepcopy(original)
+        target = bad
+        for k in keys[:-1]:
+            target = target[k]
+        target[keys[-1]] = value
+        path.write_text(_reseal(bad))
+        with pytest.raises(BundleError, match=match):
+            load_bundle(bundle)
+    # an input size the model file does not take: one line on first use, not an ONNX Runtime traceback
+    bad = copy.deepcopy(original)
+    bad["input"]["size"] = 128
+    path.write_text(_reseal(bad))
+    with load_bundle(bundle) as art, pytest.raises(ModelInputError, match="takes 64x64 images .* input.size 128"):
+        art.predict(np.zeros((64, 64, 3), np.uint8))
+    # through the CLI: one line, exit code 2
+    path.write_text(json.dumps(edited, indent=2))
+    res = subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", "predict", str(bundle / "metadata.json"), "--model",
+                          str(bundle)], capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr and res.stderr.count("error:") == 1
+
+
+def test_set_threshold_rewrites_the_bundle_correctly(ort_fp32, tmp_path):
+    from diffusionad_edge.runtime.bundle import read_metadata
+
+    bundle = tmp_path / "b"
+    shutil.copytree(ort_fp32.bundle, bundle)
+    before = read_metadata(bundle)
+    res = subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", "export", str(bundle), "--set-threshold", "0.42",
+                          "--set-pixel-threshold", "0.6"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    after = read_metadata(bundle)  # verifies the new integrity record
+    assert after["thresholds"]["image"] == 0.42 and after["thresholds"]["pixel"] == 0.6
+    assert after["thresholds"]["normalisation"]["threshold"] == 0.42
+    assert "image threshold set to 0.42 by hand" in after["thresholds"]["source"]
+    assert {k: v for k, v in after.items() if k not in ("thresholds", "integrity")} == \
+        {k: v for k, v in before.items() if k not in ("thresholds", "integrity")}
+    assert not [p.name for p in bundle.iterdir() if p.name.startswith(".")]  # atomic: no temporary left
+    with load_bundle(bundle) as art:
+        assert art.image_threshold == 0.42 and art.pixel_threshold == 0.6
+    # out of range: refused, bundle unchanged
+    from diffusionad_edge.runtime.bundle import set_thresholds
+
+    with pytest.raises(BundleError, match=r"must be a number in \[0, 1\]"):
+        set_thresholds(bundle, image=1.5)
+    assert read_metadata(bundle) == after

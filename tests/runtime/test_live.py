@@ -135,9 +135,91 @@ def test_stream_that_never_comes_back_errors():
 
 
 def test_odd_frames_are_converted(bundles):
+    """Gray, BGRA and 16-bit frames score exactly as the same picture given as 8-bit RGB."""
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (37, 53), dtype=np.uint8)
+    bgra = rng.integers(0, 256, (37, 53, 4), dtype=np.uint8)
+    deep = rng.integers(0, 65536, (300, 17, 3), dtype=np.uint16)
     with load_bundle(bundles["onnxruntime-cpu"]) as art:
-        for frame in (np.zeros((37, 53), np.uint8), np.zeros((37, 53, 4), np.uint8), np.zeros((300, 17, 3), np.uint16)):
-            assert 0 <= art.predict(frame, bgr=True).score <= 1
+        cases = [(gray, np.repeat(gray[:, :, None], 3, axis=2)),
+                 (bgra, np.ascontiguousarray(bgra[:, :, 2::-1])),
+                 (deep, np.ascontiguousarray(np.round(deep / 257.0).astype(np.uint8)[:, :, ::-1]))]
+        scores = []
+        for frame, rgb in cases:
+            got, expected = art.predict(frame, bgr=True).score, art.predict(rgb).score
+            assert got == pytest.approx(expected, abs=1e-6)
+            scores.append(got)
+        assert len({round(s, 6) for s in scores}) == 3  # different pictures, different scores
+
+
+def test_open_source_picks_the_right_class(tmp_path, video, tiny_dataset, monkeypatch):
+    from diffusionad_edge.runtime import sources
+
+    opened = []
+    monkeypatch.setattr(sources, "LiveSource", lambda s: opened.append(s) or "live")
+    for live in ("0", "rtsp://cam/1", "http://cam/mjpg", "videotestsrc ! appsink"):
+        assert sources.open_source(live) == "live"
+    assert opened == ["0", "rtsp://cam/1", "http://cam/mjpg", "videotestsrc ! appsink"]
+    assert type(sources.open_source(str(video))) is sources.VideoFileSource
+    folder = tiny_dataset.path / "test" / "good"
+    assert type(sources.open_source(str(folder))) is sources.ImageFolderSource
+    glob_src = sources.open_source(str(folder / "*.png"))
+    assert type(glob_src) is sources.ImageFolderSource and len(glob_src.files) == len(list(folder.glob("*.png")))
+    single = sources.open_source(str(tiny_dataset.test_samples[0].image_path))
+    assert isinstance(single, sources.ImageFolderSource) and single.files == [tiny_dataset.test_samples[0].image_path]
+    with pytest.raises(SourceError, match="video file not found"):
+        sources.open_source(str(tmp_path / "missing.mp4"))
+
+
+def test_fixed_batch_runner_pads_the_last_chunk(tiny_checkpoint, tiny_dataset, tmp_path):
+    """A graph exported with batch 4 given 1, 3 and 6 images: padded chunks, the same results as batch 1."""
+    from diffusionad_edge.export.targets import load_target
+
+    profile = load_target("onnxruntime-cpu").to_dict()
+    profile.update(name="ort-batch4", batch=4)
+    toml = tmp_path / "ort-batch4.toml"
+    toml.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in profile.items() if not isinstance(v, dict)
+                              and v is not None) + "\n")
+    res = export_bundle(ExportOptions(checkpoint=tiny_checkpoint, target=str(toml), precision="fp32", out_dir=tmp_path / "b4",
+                                      input_size=64), log=lambda m: None)
+    assert res.metadata["input"]["batch"] == 4
+    paths = [s.image_path for s in tiny_dataset.test_samples[:6]]
+    with load_bundle(res.bundle) as b4, load_bundle(res.bundle) as one:
+        images = np.stack([b4.preprocess(p) for p in paths])
+        calls = []
+        real = b4.runner.infer_impl
+        b4.runner.infer_impl = lambda chunk: calls.append(chunk.shape[0]) or real(chunk)
+        reference = [one.runner.infer(np.concatenate([images[i : i + 1]] * 4)) for i in range(6)]  # full chunks
+        for n in (1, 3, 6):
+            calls.clear()
+            out = b4.runner.infer(images[:n])
+            assert out.score.shape == (n,) and out.anomaly_map.shape == (n, 64, 64)
+            assert calls == [4] * ((n + 3) // 4)  # always the graph's fixed batch
+            for i in range(n):
+                assert out.score[i] == pytest.approx(float(reference[i].score[0]), abs=1e-5)
+                assert np.allclose(out.anomaly_map[i], reference[i].anomaly_map[0], atol=1e-5)
+
+
+def test_open_bundle_on_a_checkpoint(tiny_checkpoint, tiny_dataset):
+    """A .pt checkpoint opens as a PyTorch bundle: the model's scores, the held-out threshold."""
+    from diffusionad_edge.models.checkpoint_io import load_model
+    from diffusionad_edge.runtime.bundle import BundleError, open_bundle
+    from diffusionad_edge.runtime.runners import TorchRunner
+    from diffusionad_edge.runtime.thresholds import f1_optimal_threshold
+
+    model, payload = load_model(tiny_checkpoint)
+    val = payload["validation"]
+    labels = np.r_[np.zeros(len(val["normal_scores"])), np.ones(len(val["synthetic_scores"]))]
+    path = tiny_dataset.test_samples[-1].image_path
+    with open_bundle(tiny_checkpoint) as bundle:
+        assert bundle.metadata["backend"] == "pytorch" and bundle.size == 64
+        assert bundle.image_threshold == pytest.approx(f1_optimal_threshold(labels, np.r_[val["normal_scores"], val["synthetic_scores"]]))
+        r = bundle.predict(path)
+        expected = TorchRunner(model).infer(bundle.preprocess(path)[None]).score[0]
+        assert r.score == pytest.approx(float(expected), abs=1e-6)
+        assert r.is_anomalous == (r.score >= bundle.image_threshold)
+    with pytest.raises(BundleError, match="needs a bundle"):
+        open_bundle(tiny_checkpoint, backend="openvino")
 
 
 def test_predict_folder_with_corrupt_file(bundles, tiny_dataset, tmp_path):
