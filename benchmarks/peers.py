@@ -115,6 +115,7 @@ def compile_rows(models: dict, size: int, precisions: list[str], work: Path, cal
     import openvino as ov
 
     from diffusionad_edge.export.converters.openvino_ir import quantize_ir_int8
+    from diffusionad_edge.runtime.runners import describe_runtime_precision, openvino_precision_name
 
     core = ov.Core()
     rng = np.random.default_rng(0)
@@ -135,12 +136,10 @@ def compile_rows(models: dict, size: int, precisions: list[str], work: Path, cal
                 model = core.read_model(str(xml))
                 config = {"PERFORMANCE_HINT": "LATENCY"}
             compiled = core.compile_model(model, "CPU", config)
-            hint = str(compiled.get_property("INFERENCE_PRECISION_HINT"))  # e.g. "<type: 'bfloat16'>"
-            runs = {"float32": "fp32", "f32": "fp32", "bfloat16": "bf16", "bf16": "bf16", "float16": "fp16",
-                    "f16": "fp16"}.get(hint.split("'")[1] if "'" in hint else hint, hint)
+            runs = openvino_precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
             rows.append({
                 "model": name, "precision": precision,
-                "runs_as": runs if precision == "fp32" else f"int8 (float ops {runs})",
+                "runs_as": describe_runtime_precision(precision, runs),
                 "gflop": round(gf, 2), "request": compiled.create_infer_request(), "times": [],
             })
     return rows

@@ -21,7 +21,7 @@ COLOURS = [(200, 90, 30), (40, 40, 200), (40, 150, 40), (150, 40, 150)]
 
 
 def collect(out: Path, recipes: list[str], budgets: list[float]) -> list[dict]:
-    import torch  # the checkpoints: weights-only reads
+    from ..models.checkpoint_io import read_checkpoint  # torch: only when summarising
 
     rows = []
     for recipe in recipes:
@@ -30,7 +30,7 @@ def collect(out: Path, recipes: list[str], budgets: list[float]) -> list[dict]:
             if not (out / f"{stem}.eval.json").is_file():
                 continue  # a budget this recipe was not run for
             ev = json.loads((out / f"{stem}.eval.json").read_text())
-            ck = torch.load(out / f"{stem}.pt", map_location="cpu", weights_only=True)
+            ck = read_checkpoint(out / f"{stem}.pt")
             tc = ck.get("train_config", {})
             rows.append({
                 "recipe": recipe, "budget_min": b, "steps": int(ck.get("step", 0)),

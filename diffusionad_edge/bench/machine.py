@@ -7,20 +7,20 @@ import platform
 from importlib import metadata
 from typing import Any
 
+from ..hardware import cpu_flags
+
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "neon", "asimd")
 
 
 def describe_machine() -> dict[str, Any]:
-    cpu, flags = platform.processor() or platform.machine(), set()
+    cpu, flags = platform.processor() or platform.machine(), cpu_flags()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name":
+                if key.strip() == "model name":
                     cpu = value.strip()
-                elif key in ("flags", "Features"):
-                    flags |= set(value.split())
+                    break
     except OSError:
         pass
     versions = {}
