@@ -35,7 +35,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         # PyTorch's message advises weights_only=False: wrong for a corrupt or malicious file. Keep its reason only.
         raise CheckpointError(f"not a readable checkpoint (corrupt, truncated or unsafe; nothing in it was run): "
                               f"{path}: {_unpickling_reason(exc)}") from None
-    except (zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError,
+            # arbitrary bytes read as a legacy pickle fail inside the unpickler itself
+            KeyError, IndexError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"not a readable checkpoint (corrupt, truncated or unsafe): {path}: {_unpickling_reason(exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"not a diffusionad_edge checkpoint: {path}")

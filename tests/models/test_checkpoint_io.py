@@ -27,3 +27,11 @@ def test_unsafe_and_corrupt_checkpoints_do_not_advise_weights_only_false(tmp_pat
         assert msg.startswith("not a readable checkpoint") and str(path) in msg and reason in msg
         assert "\n" not in msg
         assert "weights_only" not in msg and "will likely succeed" not in msg and "trusted source" not in msg
+
+
+@pytest.mark.parametrize("content", [b"junk\n", b"\x80\x02}q\x00", b"not a checkpoint at all " * 50])
+def test_arbitrary_bytes_are_one_clear_error(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        read_checkpoint(path)
