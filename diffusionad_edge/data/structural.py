@@ -2,7 +2,7 @@
 
 The paper's synthesis (Perlin blobs filled with a foreign texture) teaches a network to spot
 texture swaps; real production defects are more often *structural*: a piece of the part displaced
-or missing, a thin crack or scratch, a region slightly darker, brighter or discoloured. Each
+or missing, a thin crack or scratch, a small hole or pit, a region slightly darker, brighter or discoloured. Each
 function here takes an RGB uint8 image, a foreground (bool) and a generator and returns
 (defective image, float32 {0, 1} mask) or ``None`` when it found no place inside the foreground.
 Only pixels inside the mask change. Sizes scale with the image side.
@@ -122,9 +122,39 @@ def intensity_shift(img: np.ndarray, fg: np.ndarray, rng: np.random.Generator) -
     return _finish(img, np.clip(np.round(changed), 0, 255).astype(np.uint8), mask)
 
 
+def pit(img: np.ndarray, fg: np.ndarray, rng: np.random.Generator) -> Defect:
+    """One to three small holes, pits or spots (blowholes, dents, specks of dirt): compact blobs a
+    few pixels across, shaded darker towards the centre (a cavity) or, less often, brighter."""
+    h, w = img.shape[:2]
+    size = min(h, w)
+    canvas = np.zeros((h, w), np.float32)
+    for _ in range(1 + int(rng.integers(3))):
+        cx, cy = _random_point(fg, rng)
+        ax = max(1.5, size * rng.uniform(0.008, 0.045))
+        ay = ax * rng.uniform(0.5, 1.5)
+        yy, xx = np.ogrid[:h, :w]
+        theta = rng.uniform(0, np.pi)
+        dx, dy = xx - cx, yy - cy
+        u = (dx * np.cos(theta) + dy * np.sin(theta)) / ax
+        v = (-dx * np.sin(theta) + dy * np.cos(theta)) / ay
+        # Depth profile: 1 at the centre, falling to 0 at the rim (a bowl, not a flat disc).
+        canvas = np.maximum(canvas, np.clip(1.0 - (u * u + v * v), 0.0, 1.0) ** 0.5)
+    mask = (canvas > 0) & fg
+    if not mask.any():
+        return None
+    base = img.astype(np.float32)
+    local = float(base[mask].mean())
+    dark = local > 40 and rng.random() < 0.8
+    target = rng.uniform(0.0, 0.4) * local if dark else min(255.0, local + rng.uniform(40, 110))
+    depth = canvas[..., None] * rng.uniform(0.7, 1.0)
+    changed = base * (1 - depth) + target * depth
+    return _finish(img, np.clip(np.round(changed), 0, 255).astype(np.uint8), mask)
+
+
 #: Structural defect name -> function (used by AnomalySynthesizer with kinds="mixed").
 STRUCTURAL_DEFECTS: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator], Defect]] = {
     "cut_paste": cut_paste,
     "crack": crack,
     "intensity_shift": intensity_shift,
+    "pit": pit,
 }

@@ -34,6 +34,12 @@ SYNTHESIS_KINDS = ("paper", "mixed")
 PAPER_SHARE_IN_MIXED = 0.4
 
 
+def _is_gray(img_rgb: np.ndarray) -> bool:
+    """True when the three channels are (nearly) equal: a monochrome camera's frame as RGB."""
+    sample = img_rgb[::4, ::4].astype(np.int16)
+    return bool(np.abs(sample[..., 0] - sample[..., 1]).max() <= 2 and np.abs(sample[..., 1] - sample[..., 2]).max() <= 2)
+
+
 class AnomalySynthesizer:
     """Turns a normal training image into (anomalous image, binary mask).
 
@@ -160,6 +166,10 @@ class AnomalySynthesizer:
             # Nowhere visible to put one (e.g. a flat black region): the paper's blend below.
         mask = self._mask(fg, rng)
         source = self._source(img_rgb, is_object=not fg.all(), rng=rng).astype(np.float32)
+        if _is_gray(img_rgb):
+            # A monochrome camera never sees colour: a coloured patch on a gray part would teach
+            # the segmentation net "colour = defect", which no real defect satisfies.
+            source = np.repeat(source.mean(axis=2, keepdims=True), 3, axis=2)
         beta = np.float32(rng.uniform(*self.beta_range))
         m = mask[..., None]
         base = img_rgb.astype(np.float32)

@@ -47,6 +47,10 @@ class FixedStepDetector(nn.Module):
             emb = model.denoiser.time_embedding(torch.tensor([cfg.t_s, cfg.t_b]))
             noise = model.fixed_noise(noise_seed)
         self.register_buffer("time_emb", emb.detach().clone())
+        # Preconditioned denoisers: their per-branch scalings are constants too.
+        self.preconditioned = model.denoiser.preconditioned
+        if self.preconditioned:
+            self.register_buffer("coef", model.denoiser.coefficients(torch.tensor([cfg.t_s, cfg.t_b])).clone())
         self.register_buffer("scaled_noise_s", (noise[0] * self.sqrt_1m_ab_s).float())
         self.register_buffer("scaled_noise_b", (noise[1] * self.sqrt_1m_ab_b).float())
 
@@ -55,7 +59,10 @@ class FixedStepDetector(nn.Module):
         x_ts = self.sqrt_ab_s * image + self.scaled_noise_s
         x_tb = self.sqrt_ab_b * image + self.scaled_noise_b
         emb = torch.cat([self.time_emb[0:1].expand(b, -1), self.time_emb[1:2].expand(b, -1)])
-        eps = self.denoiser.forward_with_embedding(torch.cat([x_ts, x_tb]), emb)
+        coef = None
+        if self.preconditioned:
+            coef = torch.cat([self.coef[0:1].expand(b, -1), self.coef[1:2].expand(b, -1)])
+        eps = self.denoiser.forward_with_embedding(torch.cat([x_ts, x_tb]), emb, coef)
         eps_s, eps_b = eps[:b], eps[b:]
         x0_s = (x_ts - self.sqrt_1m_ab_s * eps_s) / self.sqrt_ab_s
         x0_b = ((x_tb - self.sqrt_1m_ab_b * eps_b) / self.sqrt_ab_b).clamp(-1.0, 1.0)

@@ -82,7 +82,7 @@ class DiffusionAD(nn.Module):
         super().__init__()
         self.config = config.validate()
         self.schedule = LinearSchedule(config.diffusion)
-        self.denoiser = DenoisingUNet(config.unet, config.image_size)
+        self.denoiser = DenoisingUNet(config.unet, config.image_size, self.schedule.alphas_cumprod)
         self.segmenter = SegmentationUNet(config.seg)
 
     # -- building blocks ---------------------------------------------------------------------

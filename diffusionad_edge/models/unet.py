@@ -116,13 +116,42 @@ class _Sequence(nn.ModuleList):
         return x
 
 
+def precondition_coefficients(alphas_cumprod: torch.Tensor, sigma_data: float, mean: float = 0.0) -> torch.Tensor:
+    """Per-timestep (c_in, a, b, shift), shape (T, 4), of the preconditioned parametrisation:
+    u = x_t - shift, eps_hat = a * u + b * F(c_in * u).
+
+    With x = x_t / sqrt(ab) = x0 + sigma eps, sigma^2 = (1 - ab) / ab, the data centred on ``mean``
+    and EDM's c_skip = sd^2 / (sigma^2 + sd^2), c_out = sigma sd / sqrt(sigma^2 + sd^2),
+    c_in = 1 / sqrt(sigma^2 + sd^2): x0_hat = mean + c_skip (x - mean) + c_out F and
+    eps_hat = (x - x0_hat) / sigma.
+    """
+    ab = alphas_cumprod.double()
+    sigma = ((1 - ab) / ab).sqrt()
+    sd2 = sigma_data**2
+    norm = (sigma**2 + sd2).sqrt()
+    c_in = 1.0 / (norm * ab.sqrt())
+    a = sigma / ((sigma**2 + sd2) * ab.sqrt())
+    b = -sigma_data / norm
+    shift = ab.sqrt() * mean
+    return torch.stack([c_in, a, b, shift], dim=1).float()
+
+
 class DenoisingUNet(nn.Module):
     """eps_theta(x_t, t): predicts the noise added to x_0 at timestep t."""
 
-    def __init__(self, config: UNetConfig, image_size: int):
+    def __init__(self, config: UNetConfig, image_size: int, alphas_cumprod: torch.Tensor | None = None):
         super().__init__()
         self.config = config
         c = config
+        self.preconditioned = c.precondition_sigma_data > 0
+        if self.preconditioned:
+            if alphas_cumprod is None:
+                raise ValueError("a preconditioned denoiser needs the schedule's alphas_cumprod")
+            # Derived from the schedule, so not saved: checkpoints stay interchangeable.
+            self.register_buffer(
+                "precond", precondition_coefficients(alphas_cumprod, c.precondition_sigma_data, c.precondition_mean),
+                persistent=False,
+            )
         base = c.base_channels
         emb_dim = base * c.time_embed_mult
         self.time_mlp = nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -174,7 +203,23 @@ class DenoisingUNet(nn.Module):
         """The per-timestep embedding (B, emb_dim); constant for fixed t, so exports fold it."""
         return self.time_mlp(timestep_embedding(t, self.config.base_channels))
 
-    def forward_with_embedding(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def coefficients(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, 4) preconditioning coefficients (c_in, a, b, shift) of timesteps t; constant for fixed t,
+        so exports fold them like the time embedding."""
+        return self.precond.index_select(0, t.to(self.precond.device).long())
+
+    def forward_with_embedding(self, x: torch.Tensor, emb: torch.Tensor, coef: torch.Tensor | None = None) -> torch.Tensor:
+        """eps_hat from x_t and a precomputed time embedding (and, for a preconditioned network,
+        the per-sample coefficients of :meth:`coefficients`)."""
+        if not self.preconditioned:
+            return self._network(x, emb)
+        if coef is None:
+            raise ValueError("a preconditioned denoiser needs its coefficients (DenoisingUNet.coefficients(t))")
+        c_in, a, b, shift = (coef[:, i].to(x.dtype).view(-1, 1, 1, 1) for i in range(4))
+        u = x - shift
+        return a * u + b * self._network(c_in * u, emb)
+
+    def _network(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         f = self.stem_factor
         h = self.in_conv(F.pixel_unshuffle(x, f) if f > 1 else x)
         hs = [h]
@@ -188,4 +233,5 @@ class DenoisingUNet(nn.Module):
         return F.pixel_shuffle(out, f) if f > 1 else out
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_embedding(x, self.time_embedding(t))
+        coef = self.coefficients(t) if self.preconditioned else None
+        return self.forward_with_embedding(x, self.time_embedding(t), coef)

@@ -93,3 +93,59 @@ def test_norm_must_be_known():
     with pytest.raises(ConfigError, match="norm"):
         cfg.validate()
     assert ModelConfig.from_json(preset("edge").to_json()) == preset("edge")
+
+
+def test_preconditioning_is_exact_for_the_ideal_network():
+    # eps_hat = a u + b F(c_in u), u = x_t - shift: with F the ideal output
+    # (x0 - mean - c_skip (x - mean)) / c_out the noise is recovered exactly at every timestep,
+    # and the network's input has about unit scale.
+    from diffusionad_edge.models.unet import precondition_coefficients
+
+    model = DiffusionAD(preset("tiny-s2d"))
+    ab = model.schedule.alphas_cumprod.double()
+    sd, mean = 0.25, 0.5
+    coef = precondition_coefficients(model.schedule.alphas_cumprod, sd, mean).double()
+    g = torch.Generator().manual_seed(0)
+    for t in (0, 200, 400, 999):
+        x0 = torch.rand(4096, generator=g, dtype=torch.float64)
+        eps = torch.randn(4096, generator=g, dtype=torch.float64)
+        x_t = ab[t].sqrt() * x0 + (1 - ab[t]).sqrt() * eps
+        sigma = ((1 - ab[t]) / ab[t]).sqrt()
+        c_skip = sd**2 / (sigma**2 + sd**2)
+        c_out = sigma * sd / (sigma**2 + sd**2).sqrt()
+        ideal = (x0 - mean - c_skip * (x_t / ab[t].sqrt() - mean)) / c_out
+        c_in, a, b, shift = coef[t]
+        u = x_t - shift
+        assert torch.allclose(a * u + b * ideal, eps, atol=1e-5)
+        assert 0.3 < float((c_in * u).std()) < 1.5
+
+
+def test_preconditioned_denoiser_starts_near_the_best_linear_guess():
+    # Zero-initialised output layers make F = 0 at the start: eps_hat = a x_t, already a
+    # reasonable estimate at large t (the point of the skip), where the plain network outputs 0.
+    model = DiffusionAD(preset("tiny-s2d")).eval()
+    plain_cfg = preset("tiny-s2d")
+    plain_cfg.unet.precondition_sigma_data = 0.0
+    plain = DiffusionAD(plain_cfg.validate()).eval()
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.rand(2, 3, 64, 64, generator=g) * 0.2 + 0.4
+    eps = torch.randn(2, 3, 64, 64, generator=g)
+    t = torch.tensor([600, 600])
+    x_t = model.schedule.q_sample(x0, t, eps)
+    with torch.no_grad():
+        err_pre = (model.denoiser(x_t, t) - eps).pow(2).mean()
+        err_plain = (plain.denoiser(x_t, t) - eps).pow(2).mean()
+    assert err_plain == pytest.approx(1.0, abs=0.1)
+    assert err_pre < 0.5 * err_plain
+
+
+def test_checkpoint_without_preconditioning_field_loads_as_plain(tmp_path):
+    path = tmp_path / "before.pt"
+    save_checkpoint(path, DiffusionAD(preset("tiny")), step=1)
+    payload = torch.load(path, weights_only=True)
+    cfg = json.loads(payload["model_config"])
+    del cfg["unet"]["precondition_sigma_data"]
+    payload["model_config"] = json.dumps(cfg)
+    torch.save(payload, path)
+    loaded, _ = load_model(path)
+    assert loaded.config.unet.precondition_sigma_data == 0.0 and not loaded.denoiser.preconditioned
