@@ -136,6 +136,12 @@ def test_device_install_runs_bundles_without_torch(wheel, device_venvs, bundles,
     assert len(events.read_text().splitlines()) == 12
     assert json.loads(res.stdout)["frames"] == 12
 
+    # dae bench on the bundle (latency rows: no accuracy, no PyTorch reference).
+    res = _in(dae, "bench", bundles[target], "--iterations", "3", "--out", tmp_path / "bench", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (row,) = json.loads((tmp_path / "bench" / "bench.json").read_text())["rows"]
+    assert row["fps"] > 0
+
     # The other backend is not installed: one line naming its extra.
     res = _in(dae, "predict", images, "--model", bundles[other], cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
