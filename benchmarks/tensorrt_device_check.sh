@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The checks only a TensorRT device can run, in one go: on a Jetson (JetPack 6) or a CUDA
-# workstation with TensorRT, from a checkout with the package installed (README, 'Jetson').
+# workstation with TensorRT, from a checkout with the package installed (README, 'Jetson'). It trains
+# and exports as well, so it needs the workstation side there too: pip install -e ".[train,jetson,dev]"
+# (the device install alone runs bundles only).
 #
 #   1. the marked tests: engine build (FP16 and Q/DQ INT8), runner parity with onnxruntime, CUDA
 #      graph replay, engine reuse, first-run build, refusal of a foreign engine;
@@ -14,6 +16,7 @@ set -euo pipefail
 out="${1:-tensorrt_check}"
 mkdir -p "$out"
 
+python3 -c "import torch, pytest" 2>/dev/null || { echo "this check trains and runs the tests: pip install -e '.[train,jetson,dev]'"; exit 2; }
 python3 -c "import tensorrt, numpy; print('TensorRT', tensorrt.__version__, '| numpy', numpy.__version__)"
 if python3 -c "import cuda.bindings" 2>/dev/null; then echo "cuda-python present: profiles with cuda_graph replay CUDA graphs"
 elif python3 -c "import pycuda" 2>/dev/null; then echo "pycuda only: no CUDA-graph replay (pip install 'cuda-python>=12.2,<13' for it)"

@@ -12,7 +12,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..data.builtin import open_dataset as _open_dataset
 from ..data.mvtec import MVTecCategory
-from ..evaluate.metrics import METRIC_NAMES
 from ..files import fmt
 
 console = Console(stderr=True)
@@ -56,6 +55,8 @@ def progress_bar(description: str, total: int, extra: bool = True) -> Iterator[P
 def print_eval_table(res: dict, title: str) -> None:
     """An evaluation result (``EvalResult.to_dict()``) as a table: per defect type and overall."""
     from rich.table import Table
+
+    from ..evaluate.metrics import METRIC_NAMES  # scipy and scikit-learn: not at CLI import
 
     table = Table(title=title)
     table.add_column("defect type")

@@ -6,6 +6,7 @@ non-zero exit code; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -26,8 +27,9 @@ if _GUARD_STARTUP:
 
 import typer  # noqa: E402
 
-from ..errors import DaeError  # noqa: E402
+from ..errors import DaeError, MissingDependencyError  # noqa: E402
 from ..interrupts import Interrupted  # noqa: E402
+from ..optional import TRAINING_MODULES, missing_training_module, training_extra_message  # noqa: E402
 from . import bench_cmd, data_cmd, demo_cmd, eval_cmd, export_cmd, info_cmd, predict_cmd, run_cmd, train_cmd  # noqa: E402
 
 app = typer.Typer(
@@ -37,15 +39,35 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.command("train")(train_cmd.train)
-app.command("eval")(eval_cmd.evaluate_cmd)
-app.command("info")(info_cmd.info)
+
+
+def _workstation_verb(verb: str, command):
+    """``command`` as it is, except that on a device install (no [train] extra) it stops with one line
+    before doing anything. The command modules import no heavy package, so ``dae --help`` lists every
+    verb on both installs."""
+
+    @functools.wraps(command)
+    def checked(*args, **kwargs):
+        missing = missing_training_module()
+        if missing is not None:
+            raise MissingDependencyError(training_extra_message(f"dae {verb}", missing))
+        return command(*args, **kwargs)
+
+    return checked
+
+
+# Verbs that always need PyTorch are checked up front; export (--build-engine runs on a device) and
+# bench (bundle rows run on a device) meet a missing workstation package only on the paths that
+# need it, and main() turns that into the same line.
+app.command("train")(_workstation_verb("train", train_cmd.train))
+app.command("eval")(_workstation_verb("eval", eval_cmd.evaluate_cmd))
+app.command("info")(_workstation_verb("info", info_cmd.info))
 app.command("export")(export_cmd.export)
 app.command("targets")(export_cmd.targets)
 app.command("run")(run_cmd.run)
 app.command("predict")(predict_cmd.predict)
 app.command("bench")(bench_cmd.bench)
-app.command("demo")(demo_cmd.demo)
+app.command("demo")(_workstation_verb("demo", demo_cmd.demo))
 app.add_typer(data_cmd.app, name="data")
 
 
@@ -68,6 +90,14 @@ def main() -> None:
     except DaeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except ModuleNotFoundError as exc:  # a workstation package on a device install: one line, exit 2
+        missing = (exc.name or "").split(".")[0]
+        if missing not in TRAINING_MODULES:
+            raise
+        missing = missing_training_module() or missing  # name torch first when it is the one missing
+        verb = " ".join(["dae", *sys.argv[1:2]]) if sys.argv[1:2] and not sys.argv[1].startswith("-") else "dae"
+        print(f"error: {training_extra_message(verb, missing)}", file=sys.stderr)
+        sys.exit(MissingDependencyError.exit_code)
 
 
 if __name__ == "__main__":

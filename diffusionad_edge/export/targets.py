@@ -12,7 +12,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser as a package
+    import tomli as tomllib  # type: ignore[no-redef]
 
 from ..errors import ConfigError
 from ..runtime.backends import BACKENDS

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import cv2
 
 from ..data.preprocess import find_images, preprocess, read_image
-from ..errors import ConfigError, DaeError
+from ..errors import ConfigError, DaeError, MissingDependencyError
 from ..files import write_csv, write_json
 from ..paths import OutputPathError, check_output_dir
 from .bundle import Bundle
@@ -55,6 +55,8 @@ def predict_files(bundle: Bundle, files: list[Path], out_dir: Path | None = None
         try:
             rgb = read_image(f)
             result = bundle.predict_batch(preprocess(rgb, bundle.size)[None])[0]
+        except MissingDependencyError:  # the backend is not installed: no file can be scored
+            raise
         except DaeError as exc:
             report.failed.append({"path": str(f), "error": str(exc)})
             if on_failure is not None:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import precision_recall_curve
+
+from ..optional import require
 
 #: pixel threshold of a model that carries none (a checkpoint): the map is a probability
 DEFAULT_PIXEL_THRESHOLD = 0.5
@@ -30,6 +31,9 @@ def f1_optimal_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     scores = np.asarray(scores, dtype=np.float64).ravel()
     if labels.min() == labels.max():  # one class only: just above the highest normal score
         return float(scores.max() + 1e-6)
+    # scikit-learn is a workstation dependency (the [train] extra): choosing thresholds happens at export,
+    # and a device that only runs bundles must be able to import this module without it.
+    precision_recall_curve = require("sklearn.metrics").precision_recall_curve
     precision, recall, thresholds = precision_recall_curve(labels, scores)
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
     best = float(thresholds[int(np.argmax(f1[:-1]))])
