@@ -35,13 +35,31 @@ def make_line_video(dataset: MVTecCategory, path: Path, fps: float = 5.0) -> tup
     return path, [bool(samples[i].is_anomalous) for i in order]
 
 
-def score_decisions(events: Path, defective: list[bool], thresholds: dict[str, Any]) -> str:
+@dataclass
+class LineVerdict:
+    """The decisions of a ``dae run`` on the line video against the frames' labels, frame numbers per case."""
+
+    caught: list[int]  # defective frames called NG
+    missed: list[int]  # defective frames called OK
+    false_alarms: list[int]  # good frames called NG
+    good_ok: int  # good frames called OK
+    threshold: float
+    source: str
+
+    def __str__(self) -> str:
+        defective, good = len(self.caught) + len(self.missed), len(self.false_alarms) + self.good_ok
+        return (f"caught {len(self.caught)} of {defective} defective frames, missed {len(self.missed)}; "
+                f"false alarms on {len(self.false_alarms)} of {good} good frames "
+                f"(image threshold {self.threshold:.4f}, from {self.source})")
+
+
+def score_decisions(events: Path, defective: list[bool], thresholds: dict[str, Any]) -> LineVerdict:
     """How the decisions of a ``dae run`` on the line video compare with the frames' labels."""
     decisions = [json.loads(line)["decision"] == "NG" for line in events.read_text().splitlines()]
-    caught = sum(d and t for d, t in zip(decisions, defective))
-    false_ng = sum(d and not t for d, t in zip(decisions, defective))
-    return (f"{caught} of {sum(defective)} defective frames NG, {false_ng} of {len(defective) - sum(defective)} good frames NG "
-            f"(image threshold {thresholds['image']:.4f}, from {thresholds['source']})")
+    pairs = list(enumerate(zip(decisions, defective)))
+    return LineVerdict(caught=[i for i, (d, t) in pairs if d and t], missed=[i for i, (d, t) in pairs if not d and t],
+                       false_alarms=[i for i, (d, t) in pairs if d and not t], good_ok=sum(not d and not t for _, (d, t) in pairs),
+                       threshold=float(thresholds["image"]), source=str(thresholds["source"]))
 
 
 @dataclass
@@ -65,7 +83,7 @@ class DemoFacts:
     bench_chart: Path
     run: dict[str, Any]  # RunSummary.to_dict()
     video: Path
-    verdict: str
+    verdict: LineVerdict
     seconds: float
     precision: str = "fp32"
     held_out_auroc: float | None = None
@@ -104,7 +122,14 @@ def demo_report(f: DemoFacts) -> str:
     lines += ["", "## dae run", "", f"{r['frames']} frames of `{f.video.name}`, {r['ng']} NG, end-to-end {r['end_to_end_fps']:.1f} FPS "
               f"(model only {r['model_fps']:.1f} FPS); overlay video `run_overlay.mp4`, events `events.jsonl`.", "",
               f"Against the frames' labels: {f.verdict}.", ""]
-    lines += [f"![NG frame]({p.relative_to(out)})" for p in sorted((out / "ng_frames").glob("*.png"))[:3]]
+    v = f.verdict
+    for title, frames, why in (("Caught defects", v.caught, "defective frames called NG"),
+                               ("Missed defects", v.missed, "defective frames called OK: no overlay is saved for an OK frame"),
+                               ("False alarms", v.false_alarms, "good frames called NG")):
+        lines += [f"### {title}: {len(frames)}", "", f"{why.capitalize()}" + (f": frames {', '.join(map(str, frames))}." if frames else "."), ""]
+        shots = [(i, out / "ng_frames" / f"ng_{i:06d}.png") for i in frames[:3]]
+        shots = [(i, p) for i, p in shots if p.is_file()]
+        lines += [f"![{title.lower()[:-1]}, frame {i}]({p.relative_to(out)})" for i, p in shots] + ([""] if shots else [])
     lines += ["", f"Total demo time {f.seconds:.0f} s."]
     return "\n".join(lines) + "\n"
 

@@ -149,5 +149,4 @@ def demo(
         torch_version=str(torch.__version__), dataset=dataset, checkpoint=ckpt, evaluation=ev, exports=bundles,
         bench_markdown=to_markdown(bench_result), bench_chart=bench_paths["chart"], run=run_s, video=video, verdict=verdict,
         seconds=time.perf_counter() - t_start))
-    console.print(f"report: {report_path}")
-    print(report_path)
+    print(report_path)  # once, on stdout (a script can take it from there)
