@@ -117,7 +117,10 @@ def demo_report(f: DemoFacts) -> str:
         c = b.metadata["checks"]
         d = (c.get("accuracy") or {}).get("delta", {}).get("image_auroc")
         lines.append(f"| `{b.bundle.relative_to(out)}` | {c['passed']} | {c['artifact_vs_pytorch']['map_max_abs_error']:.2e} | {fmt(d)} |")
-    lines += ["", "## Benchmark", "", f.bench_markdown.split("\n", 2)[2], f"![latency vs accuracy]({f.bench_chart.relative_to(out)})"]
+    lines += ["", "## Benchmark", "", f.bench_markdown.split("\n", 2)[2], f"![latency per image by stage]({f.bench_chart.relative_to(out)})"]
+    acc_chart = f.bench_chart.parent / "bench_accuracy.png"
+    if acc_chart.is_file():
+        lines += ["", f"![accuracy against model-only latency]({acc_chart.relative_to(out)})"]
     r = f.run
     lines += ["", "## dae run", "", f"{r['frames']} frames of `{f.video.name}`, {r['ng']} NG, end-to-end {r['end_to_end_fps']:.1f} FPS "
               f"(model only {r['model_fps']:.1f} FPS); overlay video `run_overlay.mp4`, events `events.jsonl`.", "",

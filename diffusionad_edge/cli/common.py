@@ -18,6 +18,27 @@ from ..files import fmt
 console = Console(stderr=True)
 out = Console()
 
+def print_table(table, wrap: tuple[str, ...] = ("description", "note", "speed-up vs iterative", "error")) -> None:
+    """Print a rich table without ever cutting a cell short with an ellipsis. On a terminal, only the
+    columns named in ``wrap`` (free text) wrap onto more lines when it is narrow; names, paths and
+    numbers keep their full width. Piped or redirected (no terminal), the table is as wide as its
+    content needs, whatever the width a terminal would have."""
+    from rich.measure import Measurement
+
+    for col in table.columns:
+        col.overflow = "fold"
+        if str(col.header) not in wrap:
+            col.no_wrap = True
+            col.min_width = max([len(str(col.header))] + [len(str(c)) for c in col._cells])
+        else:
+            col.min_width = min(24, max([len(str(c)) for c in col._cells] + [1]))
+    if out.is_terminal:
+        out.print(table)
+        return
+    needed = Measurement.get(out, out.options.update(width=100_000), table).maximum
+    Console(file=out.file, width=max(out.width, needed), color_system=None).print(table)
+
+
 def open_dataset(data: Path | None, category: str | None) -> MVTecCategory:
     """The user's MVTec-layout folder, or the built-in dataset (see :func:`..data.builtin.open_dataset`)."""
     return _open_dataset(data, category, log=console.print)
@@ -38,7 +59,9 @@ class _LoggedProgress(Progress):
         if now - getattr(self, "_last_log", 0.0) >= self.interval or task.finished:
             self._last_log = now
             info = task.fields.get("info", "")
-            self.console.print(f"{task.description}: {task.completed:g}/{task.total:g} {info}", soft_wrap=True)
+            # plain integers: a fractional count (a time-based bar) reads as "0.818118/240" otherwise
+            total = "?" if task.total is None else int(task.total)
+            self.console.print(f"{task.description}: {int(task.completed)}/{total} {info}".rstrip(), soft_wrap=True)
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from ..export.checks import DEFAULT_MAX_DROP
 from ..export.targets import list_targets
 from ..files import fmt
 from ..interrupts import interrupt_guard
-from .common import console, out
+from .common import console, out, print_table
 
 
 def targets(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
@@ -28,7 +28,7 @@ def targets(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
         table.add_column(col)
     for p in profiles:
         table.add_row(p.name, p.backend, p.device, p.precision, ", ".join(p.precisions), str(p.input_size), p.description)
-    out.print(table)
+    print_table(table)
 
 
 def export(
