@@ -39,6 +39,22 @@ def print_table(table, wrap: tuple[str, ...] = ("description", "note", "speed-up
     Console(file=out.file, width=max(out.width, needed), color_system=None).print(table)
 
 
+def rounded(value, digits: int = 3):
+    """``value`` (nested dicts/lists) with every float rounded to ``digits`` decimals: JSON a person reads."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
+def plural(n: int, word: str) -> str:
+    """``"1 image"``, ``"2 images"``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def open_dataset(data: Path | None, category: str | None) -> MVTecCategory:
     """The user's MVTec-layout folder, or the built-in dataset (see :func:`..data.builtin.open_dataset`)."""
     return _open_dataset(data, category, log=console.print)

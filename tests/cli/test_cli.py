@@ -34,6 +34,16 @@ def test_help_lists_verbs():
         assert sub.returncode == 0 and "Usage:" in sub.stdout and "Traceback" not in sub.stderr, (verb, sub.stderr)
 
 
+def test_targets_piped_print_full_names_and_json_parses():
+    res = dae("targets", env_extra={"COLUMNS": "50"})
+    assert res.returncode == 0, res.stderr
+    profiles = json.loads(dae("targets", "--json").stdout)
+    for p in profiles:
+        (line,) = [l for l in res.stdout.splitlines() if f" {p['name']} " in l]
+        assert p["description"] in line  # not wrapped, not cut: a pipe gets the whole table
+    assert "…" not in res.stdout
+
+
 def test_info_preset_json():
     res = dae("info", "--preset", "paper", "--json")
     assert res.returncode == 0, res.stderr
