@@ -14,7 +14,7 @@ from .common import console, out, print_table
 
 
 def bench(
-    bundles: Optional[list[Path]] = typer.Argument(None, help="Bundle folders to benchmark."),
+    bundles: Optional[list[Path]] = typer.Argument(None, metavar="BUNDLE", help="Bundle folders to benchmark."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Add PyTorch reference rows for this checkpoint."),
     iterations: int = typer.Option(30, min=1, help="Timed iterations per row (after warm-up)."),
     seconds: Optional[float] = typer.Option(None, min=0.1, help="Or stop a row after this many seconds."),

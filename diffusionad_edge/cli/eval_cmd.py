@@ -15,7 +15,7 @@ from .common import console, open_dataset, out, print_eval_table, progress_bar
 
 
 def evaluate_cmd(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `dae train`."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="Checkpoint written by `dae train`."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="MVTec-layout root or category folder. Default: the dataset the checkpoint was trained on."),
     category: Optional[str] = typer.Option(None, "--category", "-c", help="Category folder under --data."),
     mode: str = typer.Option("one-step", help=f"Inference paradigm: {', '.join(MODES)}."),

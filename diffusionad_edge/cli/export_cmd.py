@@ -32,7 +32,7 @@ def targets(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
 
 
 def export(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `dae train` (or, with --build-engine, a TensorRT bundle folder)."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="Checkpoint written by `dae train` (or, with --build-engine, a TensorRT bundle folder)."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="Target profile name (see `dae targets`) or a .toml profile file."),
     precision: Optional[str] = typer.Option(None, help="fp32, fp16 or int8 (default: the profile's)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Bundle folder (default: exports/<checkpoint>-<target>-<precision>)."),

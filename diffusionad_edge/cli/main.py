@@ -29,6 +29,7 @@ import typer  # noqa: E402
 from ..errors import DaeError  # noqa: E402
 from ..interrupts import Interrupted  # noqa: E402
 from . import bench_cmd, data_cmd, demo_cmd, eval_cmd, export_cmd, info_cmd, predict_cmd, run_cmd, train_cmd  # noqa: E402
+from .examples import epilog  # noqa: E402
 
 app = typer.Typer(
     name="dae",
@@ -37,15 +38,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.command("train")(train_cmd.train)
-app.command("eval")(eval_cmd.evaluate_cmd)
-app.command("info")(info_cmd.info)
-app.command("export")(export_cmd.export)
-app.command("targets")(export_cmd.targets)
-app.command("run")(run_cmd.run)
-app.command("predict")(predict_cmd.predict)
-app.command("bench")(bench_cmd.bench)
-app.command("demo")(demo_cmd.demo)
+app.command("train", epilog=epilog("train"))(train_cmd.train)
+app.command("eval", epilog=epilog("eval"))(eval_cmd.evaluate_cmd)
+app.command("info", epilog=epilog("info"))(info_cmd.info)
+app.command("export", epilog=epilog("export"))(export_cmd.export)
+app.command("targets", epilog=epilog("targets"))(export_cmd.targets)
+app.command("run", epilog=epilog("run"))(run_cmd.run)
+app.command("predict", epilog=epilog("predict"))(predict_cmd.predict)
+app.command("bench", epilog=epilog("bench"))(bench_cmd.bench)
+app.command("demo", epilog=epilog("demo"))(demo_cmd.demo)
 app.add_typer(data_cmd.app, name="data")
 
 

@@ -13,7 +13,7 @@ from .common import console, out, plural, print_table
 
 
 def predict(
-    paths: list[Path] = typer.Argument(..., help="Images, folders (searched recursively) or globs."),
+    paths: list[Path] = typer.Argument(..., metavar="IMAGE", help="Images, folders (searched recursively) or globs."),
     model: Path = typer.Option(..., "--model", "-m", help="Bundle folder or checkpoint (.pt)."),
     backend: Optional[str] = typer.Option(None, help="Override the bundle's backend (e.g. onnxruntime for a TensorRT bundle's ONNX)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write overlays and results.csv/results.json here."),

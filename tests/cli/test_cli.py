@@ -34,6 +34,31 @@ def test_help_lists_verbs():
         assert sub.returncode == 0 and "Usage:" in sub.stdout and "Traceback" not in sub.stderr, (verb, sub.stderr)
 
 
+def test_every_help_ends_with_examples_that_parse():
+    """Each verb's --help ends with two or three examples, and each example is accepted by the verb's
+    own parser (options that exist, values of the right type)."""
+    import shlex
+
+    import typer
+
+    from diffusionad_edge.cli.examples import _EXAMPLES
+    from diffusionad_edge.cli.main import app
+
+    group = typer.main.get_command(app)
+    for verb in (*VERBS[:-1], "data generate"):
+        help_text = dae(*verb.split(), "--help", env_extra={"COLUMNS": "200"}).stdout
+        tail = help_text[help_text.index("Examples:"):].strip().splitlines()[1:]
+        listed = [l.strip() for l in tail if l.strip()]
+        assert 2 <= len(listed) <= 3 and all(l.startswith(f"dae {verb}") for l in listed), (verb, listed)
+        assert "<bool>" not in help_text.split("Options")[0]  # the usage line and description
+        for cmd, _ in _EXAMPLES[verb]:
+            args = shlex.split(cmd)[1:]
+            command = group
+            while hasattr(command, "commands"):  # a group: dae, dae data
+                command = command.commands[args.pop(0)]
+            command.make_context(verb, args)  # raises on an unknown option or a bad value
+
+
 def test_targets_piped_print_full_names_and_json_parses():
     res = dae("targets", env_extra={"COLUMNS": "50"})
     assert res.returncode == 0, res.stderr
