@@ -105,4 +105,5 @@ def print_eval_table(res: dict, title: str) -> None:
         table.add_row(defect, str(res["counts"].get(defect, "")), *(fmt(metrics[n]) for n in METRIC_NAMES))
     table.add_row("[bold]overall", str(sum(res["counts"].values())), *(f"[bold]{fmt(res['overall'][n])}" for n in METRIC_NAMES))
     out.print(table)
-    out.print(f"{res['seconds_per_image'] * 1000:.1f} ms per image (model only)")
+    out.print(f"{res['seconds_per_image'] * 1000:.1f} ms per image (model only, mean over this evaluation's batches; "
+              "for latency, one request at a time, use `dae bench`)")

@@ -140,7 +140,7 @@ def demo(
     # The video's frames are test images with known labels: say how the decisions compare.
     verdict = score_decisions(out / "events.jsonl", defective, bundles[1].metadata["thresholds"])
     console.print(f"{run_s['frames']} frames, {run_s['ng']} NG, end-to-end {run_s['end_to_end_fps']:.1f} FPS, model {run_s['model_fps']:.1f} FPS")
-    console.print(verdict)
+    console.print(str(verdict))
 
     report_path = write_demo_report(DemoFacts(
         out=out, preset=preset, size=size, steps=result.step, minutes=minutes, seed=seed, recipe=recipe,

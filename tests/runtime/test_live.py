@@ -263,7 +263,7 @@ def test_openvino_requests_in_flight_give_the_same_results(bundles, video, tmp_p
                 assert bundle.runner.queue is not None and bundle.runner.requests == n
         scores[n] = [e["score"] for e in events]
     assert len(scores[1]) == 12 and scores[3] == pytest.approx(scores[1], abs=1e-5)
-    res = dae("run", "--model", bundles["openvino-cpu"], "--source", video, "--requests", "2", "--no-show", "--max-frames", "5")
+    res = dae("run", "--model", bundles["openvino-cpu"], "--source", video, "--requests", "2", "--no-show", "--max-frames", "5", "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["frames"] == 5
     res = dae("run", "--model", bundles["onnxruntime-cpu"], "--source", video, "--requests", "2", "--no-show")
