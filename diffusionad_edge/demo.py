@@ -13,6 +13,7 @@ from . import __version__
 from .data.mvtec import MVTecCategory
 from .evaluate.metrics import METRIC_NAMES
 from .files import fmt, write_text
+from .runtime.thresholds import expected_lines
 
 
 def make_line_video(dataset: MVTecCategory, path: Path, fps: float = 5.0) -> tuple[Path, list[bool]]:
@@ -125,6 +126,8 @@ def demo_report(f: DemoFacts) -> str:
     lines += ["", "## dae run", "", f"{r['frames']} frames of `{f.video.name}`, {r['ng']} NG, end-to-end {r['end_to_end_fps']:.1f} FPS "
               f"(model only {r['model_fps']:.1f} FPS); overlay video `run_overlay.mp4`, events `events.jsonl`.", "",
               f"Against the frames' labels: {f.verdict}.", ""]
+    run_thresholds = f.exports[1].metadata.get("thresholds") if len(f.exports) > 1 else None
+    lines += [f"> {line}" if line.startswith("warning:") else line for line in expected_lines(run_thresholds)] + [""]
     v = f.verdict
     for title, frames, why in (("Caught defects", v.caught, "defective frames called NG"),
                                ("Missed defects", v.missed, "defective frames called OK: no overlay is saved for an OK frame"),

@@ -114,18 +114,11 @@ def _build_engine(bundle: Path) -> None:
 
 
 def threshold_lines(thr: dict) -> list[str]:
-    """What the OK/NG threshold is expected to do (measured on the set it was chosen on), and one warning
-    line when that set's normal and anomalous scores overlap."""
-    exp = thr.get("expected")
-    if not exp:
-        return []
-    lines = [f"expected at this threshold (on that set): false alarms {100 * exp['false_alarm_rate']:.1f} % "
-             f"({exp['false_alarms']}/{exp['normals']} good parts), missed defects {100 * exp['miss_rate']:.1f} % "
-             f"({exp['misses']}/{exp['anomalies']})"]
-    if exp.get("overlap"):
-        lines.append(f"[yellow]warning: normal and anomalous scores overlap (highest normal {thr.get('normal_score_max', float('nan')):.4f}); "
-                     "no threshold separates them: train longer, use --threshold-data, or set --false-alarm-rate")
-    return lines
+    """What the OK/NG threshold is expected to do, and one warning line (in yellow) when the normal
+    and anomalous scores it was chosen on overlap (:func:`~diffusionad_edge.runtime.thresholds.expected_lines`)."""
+    from ..runtime.thresholds import expected_lines
+
+    return [f"[yellow]{line}[/]" if line.startswith("warning:") else line for line in expected_lines(thr)]
 
 
 def print_report(meta: dict) -> None:

@@ -31,6 +31,25 @@ from ..interrupts import Interrupted  # noqa: E402
 from . import bench_cmd, data_cmd, demo_cmd, eval_cmd, export_cmd, info_cmd, predict_cmd, run_cmd, train_cmd  # noqa: E402
 from .examples import epilog  # noqa: E402
 
+
+def _hide_flag_types() -> None:
+    """Typer (0.2x) writes a ``<bool>`` type after every on/off flag in --help (``--help <bool>``): a
+    placeholder for a value a flag never takes. Show nothing there instead (a no-op on a Typer without
+    this hook)."""
+    option = getattr(typer.core, "TyperOption", None)
+    original = getattr(option, "display_type_rich", None)
+    if original is None or getattr(original, "_dae_patched", False):
+        return
+
+    def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
+        return None if getattr(self, "is_flag", False) else original(self, ctx)
+
+    display_type_rich._dae_patched = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
+
 app = typer.Typer(
     name="dae",
     help="DiffusionAD for the edge: train, evaluate, export, run and benchmark anomaly detectors.",

@@ -83,6 +83,22 @@ def error_rates(normal_scores: np.ndarray, anomalous_scores: np.ndarray, thresho
             "overlap": bool(anomalous.size and normal.size and normal.max() >= anomalous.min())}
 
 
+def expected_lines(thresholds: dict[str, Any] | None) -> list[str]:
+    """A bundle's ``thresholds`` (metadata) in words: the false-alarm and miss rates expected at the
+    image threshold (measured on the set it was chosen on), and one warning line when that set's
+    normal and anomalous scores overlap. Empty when the bundle records no rates."""
+    exp = (thresholds or {}).get("expected")
+    if not exp:
+        return []
+    lines = [f"expected at this threshold (on that set): false alarms {100 * exp['false_alarm_rate']:.1f} % "
+             f"({exp['false_alarms']}/{exp['normals']} good parts), missed defects {100 * exp['miss_rate']:.1f} % "
+             f"({exp['misses']}/{exp['anomalies']})"]
+    if exp.get("overlap"):
+        lines.append(f"warning: normal and anomalous scores overlap (highest normal {thresholds.get('normal_score_max', float('nan')):.4f}); "
+                     "no threshold separates them: train longer, use --threshold-data, or set --false-alarm-rate")
+    return lines
+
+
 def decision(is_anomalous: bool | None) -> str | None:
     """The OK/NG string of a decision (None: no threshold, no decision)."""
     return None if is_anomalous is None else ("NG" if is_anomalous else "OK")
