@@ -90,6 +90,7 @@ class _StatusLine:
         self._write(line)
 
     def _write(self, line: str) -> None:
+        line = line[: max(console.width - 1, 20)]  # a wrapped line could not be rewritten in place
         stream = console.file
         stream.write("\r" + line.ljust(self.width))
         stream.flush()

@@ -134,3 +134,23 @@ def test_demo_fast_report_references_existing_files(tmp_path):
     assert "trained 60 steps (a fixed count)" in text
     held_out = ckpt["validation"].get("synthetic_image_auroc")
     assert ("Under-trained model" in text) == (held_out is not None and held_out < 0.9)
+
+
+def test_run_status_line_rewrites_one_line_in_place(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from diffusionad_edge.cli import run_cmd
+
+    buf = io.StringIO()
+    monkeypatch.setattr(run_cmd, "console", Console(file=buf, force_terminal=True, width=60))
+    status = run_cmd._StatusLine()
+    for i, d in enumerate(["OK", "NG", "OK"]):
+        status.last_draw = 0.0  # draw every frame here
+        status.update({"decision": d, "score": 0.1 * (i + 1)})
+    status.close()
+    text = buf.getvalue()
+    assert "\n" not in text and text.count("\r") >= 4
+    assert "3 frames" in text and "OK 2  NG 1" in text and "last: OK 0.300" in text
+    assert all(len(part) < 60 for part in text.split("\r"))
