@@ -129,10 +129,10 @@ def demo_report(f: DemoFacts) -> str:
     run_thresholds = f.exports[1].metadata.get("thresholds") if len(f.exports) > 1 else None
     lines += [f"> {line}" if line.startswith("warning:") else line for line in expected_lines(run_thresholds)] + [""]
     v = f.verdict
-    for title, frames, why in (("Caught defects", v.caught, "defective frames called NG"),
-                               ("Missed defects", v.missed, "defective frames called OK: no overlay is saved for an OK frame"),
-                               ("False alarms", v.false_alarms, "good frames called NG")):
-        lines += [f"### {title}: {len(frames)}", "", f"{why.capitalize()}" + (f": frames {', '.join(map(str, frames))}." if frames else "."), ""]
+    for title, frames, why in (("Caught defects", v.caught, "Defective frames called NG"),
+                               ("Missed defects", v.missed, "Defective frames called OK (no overlay is saved for an OK frame)"),
+                               ("False alarms", v.false_alarms, "Good frames called NG")):
+        lines += [f"### {title}: {len(frames)}", "", why + (f": frames {', '.join(map(str, frames))}." if frames else "."), ""]
         shots = [(i, out / "ng_frames" / f"ng_{i:06d}.png") for i in frames[:3]]
         shots = [(i, p) for i, p in shots if p.is_file()]
         lines += [f"![{title.lower()[:-1]}, frame {i}]({p.relative_to(out)})" for i, p in shots] + ([""] if shots else [])

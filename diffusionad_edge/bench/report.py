@@ -41,8 +41,8 @@ def to_markdown(result: dict) -> str:
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row_cells(r)) + " |" for r in result["rows"]]
     lines += ["", "Latency: preprocess (a 640x480 frame) + inference + postprocess, ms. `runs as`: the precision the backend "
-              "really computed in. `infer p50`: model only (the backend's inference call on a prepared batch), the same "
-              "definition as `dae eval`'s model-only time. Speed-ups are ratios of measured mean inference times per image; "
+              "really computed in. `infer p50`: model only (the backend's inference call on a prepared batch, one request "
+              "at a time; `dae eval`'s model-only figure is instead a mean over its evaluation batches). Speed-ups are ratios of measured mean inference times per image; "
               "`speed-up vs PyTorch FP32`: over PyTorch eager FP32 one-step at its first batch size."]
     notes = [f"- {r['name']}: {r['note']}" for r in result["rows"] if r.get("note")]
     if notes:
@@ -90,6 +90,8 @@ def latency_figure(result: dict):
     for yi, total, r in zip(y, totals, rows):
         vs = r.get("speedup_vs_pytorch_fp32")
         text = f"{total:.1f} ms" + (f"  ({vs:.2f}x PyTorch FP32)" if vs is not None and "pytorch" not in r["name"] else "")
+        if r.get("mode") == "throughput":
+            text += "  (model only, per request under load)"
         if total > cap:
             ax.text(cap * 0.99, yi, f"off scale: {total:.0f} ms ", va="center", ha="right", fontsize=8, color="white", fontweight="bold")
         else:

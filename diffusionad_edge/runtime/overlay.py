@@ -1,7 +1,8 @@
 """Drawing what the detector decided: the part itself, the defect region and a banner with the verdict.
 
 Only the region where the map reaches the pixel threshold is painted: a translucent heat colour
-(green just above the threshold, red at 1) and an outline along the region's inner edge. Everywhere
+(green just above the threshold, red at 1) and, for regions larger than a speck, an outline along
+the region's inner edge. Everywhere
 else, below the banner, the frame is left exactly as it was, so the part stays visible.
 """
 
@@ -32,29 +33,35 @@ def _fit_text(text: str, width: int, height: int, thickness: int) -> float:
 
 def draw_banner(img: np.ndarray, is_anomalous: bool | None, score: float, threshold: float | None = None,
                 fps: float | None = None) -> None:
-    """Draw (in place) the top banner: a coloured OK/NG chip, then score, threshold and FPS in white."""
+    """Draw (in place) the top banner: a coloured OK/NG chip, then score, threshold and FPS in white
+    (as much of that as fits legibly: on a narrow frame the score alone)."""
     h, w = img.shape[:2]
     bar = banner_height(h)
     cv2.rectangle(img, (0, 0), (w - 1, bar - 1), BANNER_BG, -1)
     word = decision(is_anomalous) or "--"
     colour = NONE_COLOUR if is_anomalous is None else (NG_COLOUR if is_anomalous else OK_COLOUR)
     thick = 2 if bar >= 30 else 1
-    chip_w = max(bar * 2, int(w * 0.16))
-    cv2.rectangle(img, (0, 0), (chip_w, bar - 1), colour, -1)
-    scale = _fit_text(word, chip_w - 8, bar, thick)
+    scale = _fit_text(word, w // 3, bar, thick)
     (tw, th), _ = cv2.getTextSize(word, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    chip_w = tw + max(8, bar // 2)
+    cv2.rectangle(img, (0, 0), (chip_w, bar - 1), colour, -1)
     cv2.putText(img, word, ((chip_w - tw) // 2, (bar + th) // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
-    text = f"score {score:.3f}" + (f" / thr {threshold:.3f}" if threshold is not None else "") + (f"  {fps:.1f} FPS" if fps else "")
-    scale = min(_fit_text(text, w - chip_w - 12, bar, 1), scale)
-    (_, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    cv2.putText(img, text, (chip_w + 6, (bar + th) // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    thr = f" / thr {threshold:.3f}" if threshold is not None else ""
+    fps_text = f"  {fps:.1f} FPS" if fps else ""
+    room = w - chip_w - 10
+    for text in (f"score {score:.3f}{thr}{fps_text}", f"score {score:.3f}{thr}", f"{score:.3f}{thr}", f"{score:.3f}"):
+        text_scale = min(_fit_text(text, room, bar, 1), scale)
+        if text_scale >= 0.33:  # smaller Hershey text is not readable
+            break
+    (_, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, text_scale, 1)
+    cv2.putText(img, text, (chip_w + 5, (bar + th) // 2), cv2.FONT_HERSHEY_SIMPLEX, text_scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def draw_overlay(frame_bgr: np.ndarray, anomaly_map: np.ndarray, defect_mask: np.ndarray, score: float,
                  is_anomalous: bool | None, fps: float | None = None, alpha: float = 0.5,
                  threshold: float | None = None, pixel_threshold: float | None = None) -> np.ndarray:
     """A BGR frame (any size) with the defect region (``defect_mask``: map >= pixel threshold) filled
-    with a translucent heat colour and outlined, and a banner with the decision, score, image
+    with a translucent heat colour (regions large enough to have an inside also outlined), and a banner with the decision, score, image
     ``threshold`` and FPS. Pixels outside the region and below the banner are unchanged.
     ``pixel_threshold`` sets where the colour scale starts (default: the lowest map value in the region)."""
     h, w = frame_bgr.shape[:2]
@@ -69,8 +76,14 @@ def draw_overlay(frame_bgr: np.ndarray, anomaly_map: np.ndarray, defect_mask: np
         blended = cv2.addWeighted(frame_bgr, 1 - alpha, heat, alpha, 0)
         out[mask] = blended[mask]
         width = max(1, min(h, w) // 150)
-        inner = cv2.erode(mask.astype(np.uint8), np.ones((2 * width + 1, 2 * width + 1), np.uint8), borderType=cv2.BORDER_CONSTANT,
+        # Outline only regions big enough to have an inside: specks (a weak model's map) keep just the
+        # translucent colour instead of turning into white noise.
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        big = np.zeros(n, bool)
+        big[1:] = stats[1:, cv2.CC_STAT_AREA] >= max(36, (6 * width) ** 2, h * w // 400)
+        outlined = big[labels]
+        inner = cv2.erode(outlined.astype(np.uint8), np.ones((2 * width + 1, 2 * width + 1), np.uint8), borderType=cv2.BORDER_CONSTANT,
                           borderValue=0).astype(bool)
-        out[mask & ~inner] = OUTLINE  # the outline lies inside the region: nothing outside it changes
+        out[outlined & ~inner] = OUTLINE  # the outline lies inside the region: nothing outside it changes
     draw_banner(out, is_anomalous, score, threshold, fps)
     return out
