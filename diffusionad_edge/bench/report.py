@@ -43,7 +43,8 @@ def to_markdown(result: dict) -> str:
     lines += ["", "Latency: preprocess (a 640x480 frame) + inference + postprocess, ms. `runs as`: the precision the backend "
               "really computed in. `infer p50`: model only (the backend's inference call on a prepared batch, one request "
               "at a time; `dae eval`'s model-only figure is instead a mean over its evaluation batches). "
-              "Speed-ups are ratios of measured mean inference times per image; `speed-up vs PyTorch FP32`: over PyTorch eager FP32 one-step at its first batch size."]
+              "Speed-ups are ratios of measured mean inference times per image; `speed-up vs PyTorch FP32`: over PyTorch "
+              "eager FP32 one-step at its first batch size."]
     notes = [f"- {r['name']}: {r['note']}" for r in result["rows"] if r.get("note")]
     if notes:
         lines += ["", "Notes:", *notes]
