@@ -13,6 +13,7 @@ from . import __version__
 from .data.mvtec import MVTecCategory
 from .evaluate.metrics import METRIC_NAMES
 from .files import fmt, write_text
+from .runtime.thresholds import expected_lines
 
 
 def make_line_video(dataset: MVTecCategory, path: Path, fps: float = 5.0) -> tuple[Path, list[bool]]:
@@ -35,13 +36,31 @@ def make_line_video(dataset: MVTecCategory, path: Path, fps: float = 5.0) -> tup
     return path, [bool(samples[i].is_anomalous) for i in order]
 
 
-def score_decisions(events: Path, defective: list[bool], thresholds: dict[str, Any]) -> str:
+@dataclass
+class LineVerdict:
+    """The decisions of a ``dae run`` on the line video against the frames' labels, frame numbers per case."""
+
+    caught: list[int]  # defective frames called NG
+    missed: list[int]  # defective frames called OK
+    false_alarms: list[int]  # good frames called NG
+    good_ok: int  # good frames called OK
+    threshold: float
+    source: str
+
+    def __str__(self) -> str:
+        defective, good = len(self.caught) + len(self.missed), len(self.false_alarms) + self.good_ok
+        return (f"caught {len(self.caught)} of {defective} defective frames, missed {len(self.missed)}; "
+                f"false alarms on {len(self.false_alarms)} of {good} good frames "
+                f"(image threshold {self.threshold:.4f}, from {self.source})")
+
+
+def score_decisions(events: Path, defective: list[bool], thresholds: dict[str, Any]) -> LineVerdict:
     """How the decisions of a ``dae run`` on the line video compare with the frames' labels."""
     decisions = [json.loads(line)["decision"] == "NG" for line in events.read_text().splitlines()]
-    caught = sum(d and t for d, t in zip(decisions, defective))
-    false_ng = sum(d and not t for d, t in zip(decisions, defective))
-    return (f"{caught} of {sum(defective)} defective frames NG, {false_ng} of {len(defective) - sum(defective)} good frames NG "
-            f"(image threshold {thresholds['image']:.4f}, from {thresholds['source']})")
+    pairs = list(enumerate(zip(decisions, defective)))
+    return LineVerdict(caught=[i for i, (d, t) in pairs if d and t], missed=[i for i, (d, t) in pairs if not d and t],
+                       false_alarms=[i for i, (d, t) in pairs if d and not t], good_ok=sum(not d and not t for _, (d, t) in pairs),
+                       threshold=float(thresholds["image"]), source=str(thresholds["source"]))
 
 
 @dataclass
@@ -65,7 +84,7 @@ class DemoFacts:
     bench_chart: Path
     run: dict[str, Any]  # RunSummary.to_dict()
     video: Path
-    verdict: str
+    verdict: LineVerdict
     seconds: float
     precision: str = "fp32"
     held_out_auroc: float | None = None
@@ -99,12 +118,24 @@ def demo_report(f: DemoFacts) -> str:
         c = b.metadata["checks"]
         d = (c.get("accuracy") or {}).get("delta", {}).get("image_auroc")
         lines.append(f"| `{b.bundle.relative_to(out)}` | {c['passed']} | {c['artifact_vs_pytorch']['map_max_abs_error']:.2e} | {fmt(d)} |")
-    lines += ["", "## Benchmark", "", f.bench_markdown.split("\n", 2)[2], f"![latency vs accuracy]({f.bench_chart.relative_to(out)})"]
+    lines += ["", "## Benchmark", "", f.bench_markdown.split("\n", 2)[2], f"![latency per image by stage]({f.bench_chart.relative_to(out)})"]
+    acc_chart = f.bench_chart.parent / "bench_accuracy.png"
+    if acc_chart.is_file():
+        lines += ["", f"![accuracy against model-only latency]({acc_chart.relative_to(out)})"]
     r = f.run
     lines += ["", "## dae run", "", f"{r['frames']} frames of `{f.video.name}`, {r['ng']} NG, end-to-end {r['end_to_end_fps']:.1f} FPS "
               f"(model only {r['model_fps']:.1f} FPS); overlay video `run_overlay.mp4`, events `events.jsonl`.", "",
               f"Against the frames' labels: {f.verdict}.", ""]
-    lines += [f"![NG frame]({p.relative_to(out)})" for p in sorted((out / "ng_frames").glob("*.png"))[:3]]
+    run_thresholds = f.exports[1].metadata.get("thresholds") if len(f.exports) > 1 else None
+    lines += [f"> {line}" if line.startswith("warning:") else line for line in expected_lines(run_thresholds)] + [""]
+    v = f.verdict
+    for title, frames, why in (("Caught defects", v.caught, "Defective frames called NG"),
+                               ("Missed defects", v.missed, "Defective frames called OK (no overlay is saved for an OK frame)"),
+                               ("False alarms", v.false_alarms, "Good frames called NG")):
+        lines += [f"### {title}: {len(frames)}", "", why + (f": frames {', '.join(map(str, frames))}." if frames else "."), ""]
+        shots = [(i, out / "ng_frames" / f"ng_{i:06d}.png") for i in frames[:3]]
+        shots = [(i, p) for i, p in shots if p.is_file()]
+        lines += [f"![{title.lower()[:-1]}, frame {i}]({p.relative_to(out)})" for i, p in shots] + ([""] if shots else [])
     lines += ["", f"Total demo time {f.seconds:.0f} s."]
     return "\n".join(lines) + "\n"
 

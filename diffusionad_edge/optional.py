@@ -23,6 +23,7 @@ INSTALL_HINTS = {
     "onnxruntime": "pip install 'diffusionad_edge[onnxruntime]'",
     "openvino": "pip install 'diffusionad_edge[openvino]'",
     "tensorrt": "use JetPack 6's TensorRT Python bindings on the device (see README, 'Jetson'), or pip install tensorrt on a CUDA workstation",
+    "matplotlib": "pip install 'diffusionad_edge[charts]'",
     "pycuda": "pip install 'diffusionad_edge[jetson]' (builds against the device's CUDA)",
 }
 

@@ -58,6 +58,8 @@ class Row:
     accuracy: dict[str, float] | None = None
     accuracy_delta_vs_fp32: dict[str, float] | None = None
     speedup_vs: dict[str, float] = field(default_factory=dict)
+    #: model-only time per image of PyTorch eager FP32 one-step (batch 1) over this row's
+    speedup_vs_pytorch_fp32: float | None = None
     note: str = ""
     # "latency": one request at a time, frame to decision; "throughput": many requests in flight.
     mode: str = "latency"
@@ -187,11 +189,15 @@ def bench_pytorch(checkpoint: Path, cfg: BenchConfig, batches: list[int], iterat
 
 
 def add_relative_numbers(rows: list[Row]) -> None:
-    """Speed-up of every row over the iterative rows, and accuracy deltas against PyTorch FP32,
-    both from the measured values."""
+    """Speed-up of every row over PyTorch eager FP32 one-step (its first batch size) and over the
+    iterative rows, per image of model-only inference time, and accuracy deltas against PyTorch FP32,
+    all from the measured values. Throughput rows (latency under load) get no speed-up."""
     iterative = [r for r in rows if "DDPM" in r.name or "DDIM" in r.name]
     fp32 = next((r for r in rows if r.backend == "pytorch" and "one-step" in r.name), None)
     for r in rows:
+        if fp32 is not None and r.mode == "latency" and r.latency_ms.get("inference"):
+            per_image = r.latency_ms["inference"]["mean"] / r.batch
+            r.speedup_vs_pytorch_fp32 = fp32.latency_ms["inference"]["mean"] / fp32.batch / per_image
         for it in iterative:
             if it is not r and r.mode == "latency":  # per-request latency under load is no speed-up measure
                 r.speedup_vs[it.name] = it.latency_ms["inference"]["mean"] / r.latency_ms["inference"]["mean"] * r.batch

@@ -10,11 +10,11 @@ from rich.table import Table
 
 from ..errors import ConfigError
 from ..paths import check_output_dir
-from .common import console, out
+from .common import console, out, print_table
 
 
 def bench(
-    bundles: Optional[list[Path]] = typer.Argument(None, help="Bundle folders to benchmark."),
+    bundles: Optional[list[Path]] = typer.Argument(None, metavar="BUNDLE", help="Bundle folders to benchmark."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Add PyTorch reference rows for this checkpoint."),
     iterations: int = typer.Option(30, min=1, help="Timed iterations per row (after warm-up)."),
     seconds: Optional[float] = typer.Option(None, min=0.1, help="Or stop a row after this many seconds."),
@@ -30,7 +30,8 @@ def bench(
     eval_data: Optional[Path] = typer.Option(None, help="MVTec-layout folder: accuracy beside speed."),
     eval_category: Optional[str] = typer.Option(None, help="Category under --eval-data."),
     eval_limit: Optional[int] = typer.Option(None, min=1, help="Evaluate at most N test images per row."),
-    out_dir: Path = typer.Option(Path("bench_out"), "--out", "-o", help="Folder for bench.json, bench.md and bench.png."),
+    out_dir: Path = typer.Option(Path("bench_out"), "--out", "-o", help="Folder for bench.json, bench.md and the charts."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout instead of the table."),
 ) -> None:
     """Benchmark bundles and the PyTorch model: p50/p90/p99 per stage, FPS, GFLOP/s, memory, size, accuracy."""
     from ..bench.benchmark import BenchConfig, add_relative_numbers, bench_bundle, bench_pytorch
@@ -68,6 +69,12 @@ def bench(
     result = {"machine": describe_machine(), "config": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
               "rows": [r.to_dict() for r in rows]}
     paths = write_outputs(result, out_dir)
+    if as_json:
+        from ..files import to_json
+
+        print(to_json(result))
+        console.print("written: " + ", ".join(str(p) for p in paths.values()))
+        return
     # All columns where the terminal is wide enough, else the essentials (bench.md has them all).
     columns = COLUMNS if out.width >= 200 else COMPACT_COLUMNS
     table = Table(title="dae bench" if columns is COLUMNS else "dae bench (essential columns; all in bench.md)")
@@ -76,5 +83,6 @@ def bench(
     for r in result["rows"]:
         cells = dict(zip(COLUMNS, row_cells(r)))
         table.add_row(*(cells[c] for c in columns))
-    out.print(table)
-    console.print(f"written: {paths['json']}, {paths['markdown']}, {paths['chart']}")
+    print_table(table)
+    console.print("written: " + ", ".join(str(p) for p in paths.values())
+                  + ("" if "chart" in paths else " (no charts: pip install 'diffusionad_edge[charts]')"))

@@ -17,6 +17,43 @@ from ..files import fmt
 console = Console(stderr=True)
 out = Console()
 
+def print_table(table, wrap: tuple[str, ...] = ("description", "note", "speed-up vs iterative", "error")) -> None:
+    """Print a rich table without ever cutting a cell short with an ellipsis. On a terminal, only the
+    columns named in ``wrap`` (free text) wrap onto more lines when it is narrow; names, paths and
+    numbers keep their full width. Piped or redirected (no terminal), the table is as wide as its
+    content needs, whatever the width a terminal would have."""
+    from rich.measure import Measurement
+
+    for col in table.columns:
+        col.overflow = "fold"
+        if str(col.header) not in wrap:
+            col.no_wrap = True
+            col.min_width = max([len(str(col.header))] + [len(str(c)) for c in col._cells])
+        else:
+            col.min_width = min(24, max([len(str(c)) for c in col._cells] + [1]))
+    if out.is_terminal:
+        out.print(table)
+        return
+    needed = Measurement.get(out, out.options.update(width=100_000), table).maximum
+    Console(file=out.file, width=max(out.width, needed), color_system=None).print(table)
+
+
+def rounded(value, digits: int = 3):
+    """``value`` (nested dicts/lists) with every float rounded to ``digits`` decimals: JSON a person reads."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
+def plural(n: int, word: str) -> str:
+    """``"1 image"``, ``"2 images"``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def open_dataset(data: Path | None, category: str | None) -> MVTecCategory:
     """The user's MVTec-layout folder, or the built-in dataset (see :func:`..data.builtin.open_dataset`)."""
     return _open_dataset(data, category, log=console.print)
@@ -37,7 +74,9 @@ class _LoggedProgress(Progress):
         if now - getattr(self, "_last_log", 0.0) >= self.interval or task.finished:
             self._last_log = now
             info = task.fields.get("info", "")
-            self.console.print(f"{task.description}: {task.completed:g}/{task.total:g} {info}", soft_wrap=True)
+            # plain integers: a fractional count (a time-based bar) reads as "0.818118/240" otherwise
+            total = "?" if task.total is None else int(task.total)
+            self.console.print(f"{task.description}: {int(task.completed)}/{total} {info}".rstrip(), soft_wrap=True)
 
 
 @contextmanager
@@ -67,4 +106,5 @@ def print_eval_table(res: dict, title: str) -> None:
         table.add_row(defect, str(res["counts"].get(defect, "")), *(fmt(metrics[n]) for n in METRIC_NAMES))
     table.add_row("[bold]overall", str(sum(res["counts"].values())), *(f"[bold]{fmt(res['overall'][n])}" for n in METRIC_NAMES))
     out.print(table)
-    out.print(f"{res['seconds_per_image'] * 1000:.1f} ms per image (model only)")
+    out.print(f"{res['seconds_per_image'] * 1000:.1f} ms per image (model only, mean over this evaluation's batches; "
+              "for latency, one request at a time, use `dae bench`)")

@@ -9,13 +9,14 @@ import typer
 from ..data.builtin import KNOWN_CATEGORIES, generate_dataset
 from ..paths import check_output_dir
 from .common import console
+from .examples import epilog
 
 app = typer.Typer(help="Built-in data: generate a synthetic MVTec-layout dataset.", no_args_is_help=True)
 
 
-@app.command("generate")
+@app.command("generate", epilog=epilog("data generate"))
 def generate(
-    out_dir: Path = typer.Argument(..., help="Folder to write <out_dir>/<category>/{train,test,ground_truth}."),
+    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="Folder to write <out_dir>/<category>/{train,test,ground_truth}."),
     category: str = typer.Option("surface", help=f"Built-in category: {', '.join(KNOWN_CATEGORIES)}."),
     n_train: int = typer.Option(120, min=1, help="Normal training images."),
     n_test_good: int = typer.Option(20, min=0, help="Normal test images."),

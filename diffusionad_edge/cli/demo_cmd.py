@@ -140,7 +140,7 @@ def demo(
     # The video's frames are test images with known labels: say how the decisions compare.
     verdict = score_decisions(out / "events.jsonl", defective, bundles[1].metadata["thresholds"])
     console.print(f"{run_s['frames']} frames, {run_s['ng']} NG, end-to-end {run_s['end_to_end_fps']:.1f} FPS, model {run_s['model_fps']:.1f} FPS")
-    console.print(verdict)
+    console.print(str(verdict))
 
     report_path = write_demo_report(DemoFacts(
         out=out, preset=preset, size=size, steps=result.step, minutes=minutes, seed=seed, recipe=recipe,
@@ -149,5 +149,4 @@ def demo(
         torch_version=str(torch.__version__), dataset=dataset, checkpoint=ckpt, evaluation=ev, exports=bundles,
         bench_markdown=to_markdown(bench_result), bench_chart=bench_paths["chart"], run=run_s, video=video, verdict=verdict,
         seconds=time.perf_counter() - t_start))
-    console.print(f"report: {report_path}")
-    print(report_path)
+    print(report_path)  # once, on stdout (a script can take it from there)

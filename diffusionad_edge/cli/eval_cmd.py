@@ -15,7 +15,7 @@ from .common import console, open_dataset, out, print_eval_table, progress_bar
 
 
 def evaluate_cmd(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `dae train`."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="Checkpoint written by `dae train`."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="MVTec-layout root or category folder. Default: the dataset the checkpoint was trained on."),
     category: Optional[str] = typer.Option(None, "--category", "-c", help="Category folder under --data."),
     mode: str = typer.Option("one-step", help=f"Inference paradigm: {', '.join(MODES)}."),
@@ -23,7 +23,7 @@ def evaluate_cmd(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     batch_size: int = typer.Option(8, min=1, help="Images per forward pass."),
     limit: Optional[int] = typer.Option(None, min=1, help="Evaluate at most N test images (balanced over types), e.g. for the slow iterative mode."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results to this JSON file."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results to this JSON file; `--json -`: print only JSON on stdout."),
     noise_study: int = typer.Option(0, min=0, help="Instead: compare the fixed noise with N runs of fresh per-image noise (metrics and score jitter)."),
 ) -> None:
     """Evaluate a checkpoint on the test split; prints a table, optionally writes JSON."""
@@ -34,7 +34,8 @@ def evaluate_cmd(
 
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {', '.join(MODES)} (got {mode!r})")
-    if json_out is not None:
+    to_stdout = json_out is not None and str(json_out) == "-"
+    if json_out is not None and not to_stdout:
         check_output_file(json_out, "results file (--json)")  # before the evaluation, not after it
     model, payload = load_model(checkpoint)
     if data is None and category is None:
@@ -47,7 +48,7 @@ def evaluate_cmd(
         study = run_study(model, dataset, noise_study, resolve_device(device), limit, progress=lambda m: console.print(m))
         study.update({"checkpoint": str(checkpoint), "dataset": str(dataset.path)})
         out.print_json(to_json(study, indent=None))
-        if json_out is not None:
+        if json_out is not None and not to_stdout:
             write_json(json_out, study)
         return
     predict = TorchRunner(model, resolve_device(device), mode, ddim_steps)
@@ -56,6 +57,9 @@ def evaluate_cmd(
                           progress=lambda done, total: bar.update(bar.task_ids[0], completed=done), limit=limit)
     result.extra.update({"checkpoint": str(checkpoint), "dataset": str(dataset.path), "mode": mode,
                          "preset": model.config.preset, "step": payload.get("step")})
+    if to_stdout:
+        print(to_json(result.to_dict()))
+        return
     print_eval_table(result.to_dict(), f"{dataset.name}: {model.config.preset} @ step {payload.get('step')}, {mode}")
     if json_out is not None:
         write_json(json_out, result.to_dict())

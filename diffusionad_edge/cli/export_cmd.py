@@ -14,7 +14,7 @@ from ..export.checks import DEFAULT_MAX_DROP
 from ..export.targets import list_targets
 from ..files import fmt
 from ..interrupts import interrupt_guard
-from .common import console, out
+from .common import console, out, print_table
 
 
 def targets(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
@@ -28,11 +28,11 @@ def targets(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
         table.add_column(col)
     for p in profiles:
         table.add_row(p.name, p.backend, p.device, p.precision, ", ".join(p.precisions), str(p.input_size), p.description)
-    out.print(table)
+    print_table(table)
 
 
 def export(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `dae train` (or, with --build-engine, a TensorRT bundle folder)."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="Checkpoint written by `dae train` (or, with --build-engine, a TensorRT bundle folder)."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="Target profile name (see `dae targets`) or a .toml profile file."),
     precision: Optional[str] = typer.Option(None, help="fp32, fp16 or int8 (default: the profile's)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Bundle folder (default: exports/<checkpoint>-<target>-<precision>)."),
@@ -47,6 +47,9 @@ def export(
                                                   "ground_truth) from your line to choose the OK/NG and pixel thresholds on "
                                                   "(default: held-out normals + synthetic anomalies)."),
     threshold_category: Optional[str] = typer.Option(None, help="Category under --threshold-data."),
+    false_alarm_rate: Optional[float] = typer.Option(None, min=0.0, max=0.99, help="Target fraction of good parts rejected "
+                                                     "(e.g. 0.01): the lowest OK/NG threshold within it. Default: above "
+                                                     "every normal score of the threshold set."),
     max_drop: float = typer.Option(DEFAULT_MAX_DROP, min=0.0, help="Largest image-AUROC drop against FP32 a reduced precision may cause."),
     accuracy_aware: bool = typer.Option(False, help="OpenVINO INT8: NNCF accuracy-controlled quantization within --max-drop (needs --eval-data)."),
     keep_failed: bool = typer.Option(False, help="Write the bundle even when a check fails (marked as failed)."),
@@ -78,7 +81,7 @@ def export(
     with interrupt_guard(f"interrupted; {'previous bundle kept: ' if previous else 'nothing written: '}{out_dir}"):
         result = _export(checkpoint, target, precision, out_dir, input_size, calibration, calibration_count, eval_data,
                          eval_category, eval_limit, threshold_data, threshold_category, max_drop, accuracy_aware, keep_failed,
-                         overwrite)
+                         overwrite, false_alarm_rate)
     print_report(result.metadata)
     console.print(f"bundle: {result.bundle}" + ("" if result.passed else " [red](checks FAILED, kept on request)"))
     if not result.passed:
@@ -86,14 +89,14 @@ def export(
 
 
 def _export(checkpoint, target, precision, out_dir, input_size, calibration, calibration_count, eval_data, eval_category,
-            eval_limit, threshold_data, threshold_category, max_drop, accuracy_aware, keep_failed, overwrite):
+            eval_limit, threshold_data, threshold_category, max_drop, accuracy_aware, keep_failed, overwrite, false_alarm_rate):
     from ..export.pipeline import ExportOptions, export_bundle
 
     opts = ExportOptions(
         checkpoint=checkpoint, target=target, out_dir=out_dir, precision=precision, input_size=input_size,
         calibration=calibration, calibration_count=calibration_count, eval_data=eval_data, eval_category=eval_category,
         eval_limit=eval_limit, threshold_data=threshold_data, threshold_category=threshold_category, max_drop=max_drop,
-        accuracy_aware=accuracy_aware, keep_failed=keep_failed, overwrite=overwrite,
+        accuracy_aware=accuracy_aware, keep_failed=keep_failed, overwrite=overwrite, false_alarm_rate=false_alarm_rate,
     )
     return export_bundle(opts, log=lambda msg: console.print(msg))
 
@@ -108,6 +111,14 @@ def _build_engine(bundle: Path) -> None:
     verify_files(bundle, meta)
     engine = build_engine(bundle, meta["tensorrt"], log=lambda m: console.print(m))
     console.print(f"engine: {engine}")
+
+
+def threshold_lines(thr: dict) -> list[str]:
+    """What the OK/NG threshold is expected to do, and one warning line (in yellow) when the normal
+    and anomalous scores it was chosen on overlap (:func:`~diffusionad_edge.runtime.thresholds.expected_lines`)."""
+    from ..runtime.thresholds import expected_lines
+
+    return [f"[yellow]{line}[/]" if line.startswith("warning:") else line for line in expected_lines(thr)]
 
 
 def print_report(meta: dict) -> None:
@@ -125,14 +136,20 @@ def print_report(meta: dict) -> None:
     out.print(table)
     thr = meta["thresholds"]
     out.print(f"thresholds (from {thr['source']}): image {thr['image']:.4f}, pixel {thr['pixel']:.4f}")
+    for line in threshold_lines(thr):
+        out.print(line)
     acc = c.get("accuracy")
     if acc:
         t = Table(title=f"accuracy on {acc['dataset']}")
         t.add_column("metric")
-        t.add_column("FP32", justify="right")
-        t.add_column(meta["precision"], justify="right")
+        t.add_column("FP32 reference (ONNX)", justify="right")
+        t.add_column(f"this bundle ({meta['precision'].upper()})", justify="right")
         t.add_column("delta", justify="right")
         for k in acc["fp32"]:
             t.add_row(k, fmt(acc["fp32"][k], "auto"), fmt(acc["artifact"][k], "auto"), fmt(acc["delta"][k], "auto"))
         out.print(t)
+        if meta["precision"] != "fp32" and max(acc["delta"].get("pixel_auroc", 0.0), acc["delta"].get("pixel_ap", 0.0)) > 0.02:
+            out.print(f"note: {meta['precision'].upper()} raised a pixel metric. A weak model's map is nearly flat; quantization "
+                      "noise reorders those near-tied pixels and can rank defect pixels higher by chance. It is not a better "
+                      "model: judge it by image AUROC and on real defects.")
     out.print("checks: " + ("[green]passed" if c["passed"] else "[red]FAILED: " + "; ".join(c["failures"])))

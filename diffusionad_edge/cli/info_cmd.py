@@ -14,7 +14,7 @@ from .common import out
 
 
 def info(
-    checkpoint: Optional[Path] = typer.Argument(None, help="A checkpoint (.pt) written by `dae train`."),
+    checkpoint: Optional[Path] = typer.Argument(None, metavar="CHECKPOINT", help="A checkpoint (.pt) written by `dae train`."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help=f"A preset instead: {', '.join(PRESETS)}."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:

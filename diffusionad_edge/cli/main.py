@@ -31,6 +31,26 @@ from ..errors import DaeError, MissingDependencyError  # noqa: E402
 from ..interrupts import Interrupted  # noqa: E402
 from ..optional import TRAINING_MODULES, missing_training_module, training_extra_message  # noqa: E402
 from . import bench_cmd, data_cmd, demo_cmd, eval_cmd, export_cmd, info_cmd, predict_cmd, run_cmd, train_cmd  # noqa: E402
+from .examples import epilog  # noqa: E402
+
+
+def _hide_flag_types() -> None:
+    """Typer (0.2x) writes a ``<bool>`` type after every on/off flag in --help (``--help <bool>``): a
+    placeholder for a value a flag never takes. Show nothing there instead (a no-op on a Typer without
+    this hook)."""
+    option = getattr(typer.core, "TyperOption", None)
+    original = getattr(option, "display_type_rich", None)
+    if original is None or getattr(original, "_dae_patched", False):
+        return
+
+    def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
+        return None if getattr(self, "is_flag", False) else original(self, ctx)
+
+    display_type_rich._dae_patched = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
 
 app = typer.Typer(
     name="dae",
@@ -59,15 +79,15 @@ def _workstation_verb(verb: str, command):
 # Verbs that always need PyTorch are checked up front; export (--build-engine runs on a device) and
 # bench (bundle rows run on a device) meet a missing workstation package only on the paths that
 # need it, and main() turns that into the same line.
-app.command("train")(_workstation_verb("train", train_cmd.train))
-app.command("eval")(_workstation_verb("eval", eval_cmd.evaluate_cmd))
-app.command("info")(_workstation_verb("info", info_cmd.info))
-app.command("export")(export_cmd.export)
-app.command("targets")(export_cmd.targets)
-app.command("run")(run_cmd.run)
-app.command("predict")(predict_cmd.predict)
-app.command("bench")(bench_cmd.bench)
-app.command("demo")(_workstation_verb("demo", demo_cmd.demo))
+app.command("train", epilog=epilog("train"))(_workstation_verb("train", train_cmd.train))
+app.command("eval", epilog=epilog("eval"))(_workstation_verb("eval", eval_cmd.evaluate_cmd))
+app.command("info", epilog=epilog("info"))(_workstation_verb("info", info_cmd.info))
+app.command("export", epilog=epilog("export"))(export_cmd.export)
+app.command("targets", epilog=epilog("targets"))(export_cmd.targets)
+app.command("run", epilog=epilog("run"))(run_cmd.run)
+app.command("predict", epilog=epilog("predict"))(predict_cmd.predict)
+app.command("bench", epilog=epilog("bench"))(bench_cmd.bench)
+app.command("demo", epilog=epilog("demo"))(_workstation_verb("demo", demo_cmd.demo))
 app.add_typer(data_cmd.app, name="data")
 
 

@@ -9,11 +9,11 @@ from typing import Optional
 import typer
 
 from ..errors import ConfigError
-from .common import console, out
+from .common import console, out, plural, print_table
 
 
 def predict(
-    paths: list[Path] = typer.Argument(..., help="Images, folders (searched recursively) or globs."),
+    paths: list[Path] = typer.Argument(..., metavar="IMAGE", help="Images, folders (searched recursively) or globs."),
     model: Path = typer.Option(..., "--model", "-m", help="Bundle folder or checkpoint (.pt)."),
     backend: Optional[str] = typer.Option(None, help="Override the bundle's backend (e.g. onnxruntime for a TensorRT bundle's ONNX)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write overlays and results.csv/results.json here."),
@@ -39,9 +39,25 @@ def predict(
                                on_row=(lambda row: print(json.dumps(row), flush=True)) if as_json else None,
                                on_failure=lambda fail: console.print(f"[red]skipped[/] {fail['error']}"))
     if not as_json:
-        out.print(f"{len(report.rows)} images scored, {report.ng} NG, {len(report.failed)} unreadable"
-                  + (f"; results in {out_dir}" if out_dir else ""))
+        _print_rows(report.rows)
+        ok = sum(r["decision"] == "OK" for r in report.rows)
+        out.print(f"{plural(len(report.rows), 'image')} scored: {ok} OK, {report.ng} NG"
+                  + (f", {len(report.failed)} unreadable" if report.failed else "")
+                  + (f"; overlays and results.csv/results.json in {out_dir}" if out_dir else ""))
         for fail in report.failed:
             out.print(f"  unreadable: {fail['path']}")
     if report.failed:
         raise typer.Exit(1)
+
+
+def _print_rows(rows: list[dict]) -> None:
+    """One line per image: path, decision, score and normalised score (0.5 = the threshold)."""
+    from rich.table import Table
+
+    table = Table(title=None, box=None, pad_edge=False)
+    for col, justify in (("image", "left"), ("decision", "left"), ("score", "right"), ("normalised", "right")):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        norm = r["normalised_score"]
+        table.add_row(r["path"], r["decision"] or "--", f"{r['score']:.4f}", "-" if norm != norm else f"{norm:.3f}")
+    print_table(table)

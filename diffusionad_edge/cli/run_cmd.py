@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..errors import ConfigError
-from .common import console, out
+from .common import console, out, plural, rounded
 
 
 def run(
@@ -27,6 +28,7 @@ def run(
     requests: Optional[int] = typer.Option(None, min=1, help="OpenVINO bundles: frames in flight together in OpenVINO's "
                                            "asynchronous queue (more FPS on many-core CPUs, more latency). Default 1."),
     show: Optional[bool] = typer.Option(None, "--show/--no-show", help="Display a window (default: when a display exists)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the end-of-run summary as JSON on stdout (numbers rounded)."),
 ) -> None:
     """Run the detector on a camera or stream: overlay, OK/NG, events and an end-of-run summary.
     Exit code 1 when input was lost (unreadable files, a video that ended before its announced length)."""
@@ -45,16 +47,68 @@ def run(
         console.print(f"running {model} ({bundle.metadata.get('backend')}, {bundle.metadata.get('precision')}) on {describe(src)}"
                       + ("" if show else " (headless)") + (f", {requests} requests in flight" if requests and requests > 1 else "")
                       + "; Ctrl-C to stop")
-        summary = run_stream(bundle, src, opts)
+        status = _StatusLine() if console.is_terminal else None
+        try:
+            summary = run_stream(bundle, src, opts, on_frame=status.update if status else None)
+        finally:
+            if status:
+                status.close()
     s = summary.to_dict()
-    lat = s["latency_ms"]
-    stages = ", ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in lat.items())
-    console.print(f"{s['frames']} frames ({s['ng']} NG), {s['dropped']} dropped, {s['reconnects']} reconnects; "
-                  f"end-to-end {s['end_to_end_fps']:.1f} FPS, model-only {s['model_fps']:.1f} FPS; latency p50/p95 ms: {stages}")
+    if as_json:
+        print(json.dumps(rounded(s)))
+    else:
+        _print_summary(s)
     if s["unreadable"]:
         console.print(f"unreadable: {', '.join(s['unreadable'])}", soft_wrap=True, markup=False, highlight=False)
     for warning in s["warnings"]:
         console.print(f"warning: {warning}", soft_wrap=True, markup=False, highlight=False)
-    out.print_json(json.dumps(s))
     if summary.incomplete:
         raise typer.Exit(1)
+
+
+class _StatusLine:
+    """One line on the terminal, rewritten in place (at most 5 times a second): frames, FPS, OK/NG
+    counts and the last decision with its score."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.last_draw = 0.0
+        self.frames = self.ok = self.ng = 0
+        self.width = 0
+
+    def update(self, event: dict) -> None:
+        self.frames += 1
+        self.ng += event.get("decision") == "NG"
+        self.ok += event.get("decision") == "OK"
+        now = time.perf_counter()
+        if now - self.last_draw < 0.2:
+            return
+        self.last_draw = now
+        fps = self.frames / max(now - self.start, 1e-9)
+        line = (f"{self.frames} frames  {fps:5.1f} FPS  OK {self.ok}  NG {self.ng}  "
+                f"last: {event.get('decision') or '--'} {event['score']:.3f}")
+        self._write(line)
+
+    def _write(self, line: str) -> None:
+        line = line[: max(console.width - 1, 20)]  # a wrapped line could not be rewritten in place
+        stream = console.file
+        stream.write("\r" + line.ljust(self.width))
+        stream.flush()
+        self.width = len(line)
+
+    def close(self) -> None:
+        if self.width:
+            console.file.write("\r" + " " * self.width + "\r")
+            console.file.flush()
+
+
+def _print_summary(s: dict) -> None:
+    """The end of a run in a few lines a person reads."""
+    lat = s["latency_ms"]
+    ok = s["frames"] - s["ng"]
+    out.print(f"{plural(s['frames'], 'frame')}: {ok} OK, {s['ng']} NG"
+              + (f"; {s['dropped']} dropped" if s["dropped"] else "") + (f"; {plural(s['reconnects'], 'reconnect')}" if s["reconnects"] else "")
+              + (" (stopped by Ctrl-C)" if s["interrupted"] else ""))
+    out.print(f"speed: {s['end_to_end_fps']:.1f} FPS end to end, {s['model_fps']:.1f} FPS model only, in {s['wall_s']:.1f} s")
+    if lat:
+        out.print("latency p50 / p95 ms: " + ", ".join(f"{k} {v['p50']:.1f} / {v['p95']:.1f}" for k, v in lat.items()))

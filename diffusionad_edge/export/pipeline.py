@@ -77,6 +77,8 @@ class ExportOptions:
     # thresholds on, instead of held-out normals + synthetic anomalies.
     threshold_data: Path | None = None
     threshold_category: str | None = None
+    # Target rate of good parts rejected; None: the OK/NG threshold stays above every normal score of the set.
+    false_alarm_rate: float | None = None
     max_drop: float | None = None
     accuracy_aware: bool = False
     keep_failed: bool = False
@@ -309,7 +311,7 @@ def choose_thresholds(job: ExportJob, runner: Runner, art: Artefact, check_pred:
     normal, defective = labels == 0, labels == 1
     source = f"{int(normal.sum())} good + {int(defective.sum())} defective labelled images in {ds.path}" if ds is not None else None
     return derive_thresholds(pred.score[normal], pred.score[defective], pred.anomaly_map[normal],
-                             pred.anomaly_map[defective], masks[defective], source)
+                             pred.anomaly_map[defective], masks[defective], source, job.opts.false_alarm_rate)
 
 
 def run_checks(job: ExportJob, art: Artefact, runner: Runner, art_pred: RunnerOutput, thresholds: Thresholds,

@@ -146,7 +146,8 @@ class _Outputs:
     def _write(self, frame: Frame, result: Any, event: dict, overlay: np.ndarray | None, fps: float) -> None:
         t0 = time.perf_counter()
         if overlay is None and (self.writer is not None or self.opts.save_video or self.opts.save_frames):
-            overlay = draw_overlay(to_bgr(frame.image, frame.bgr), result.anomaly_map, result.defect_mask, result.score, result.is_anomalous, fps)
+            overlay = draw_overlay(to_bgr(frame.image, frame.bgr), result.anomaly_map, result.defect_mask, result.score, result.is_anomalous, fps,
+                                   threshold=event.get("threshold"))
         if self.opts.save_video and overlay is not None:
             if self.writer is None:
                 h, w = overlay.shape[:2]
@@ -223,7 +224,8 @@ def run_stream(bundle: Bundle, source: str, opts: RunOptions, on_frame: Callable
                 overlay = None
                 if opts.show:
                     overlay = draw_overlay(to_bgr(frame.image, frame.bgr), result.anomaly_map, result.defect_mask, result.score,
-                                           result.is_anomalous, fps)
+                                           result.is_anomalous, fps, threshold=bundle.image_threshold,
+                                           pixel_threshold=bundle.thresholds.pixel_or_default)
                     cv2.imshow("dae run", overlay)
                     if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                         stop = True

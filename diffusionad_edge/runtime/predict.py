@@ -66,7 +66,8 @@ def predict_files(bundle: Bundle, files: list[Path], out_dir: Path | None = None
                                "normalised_score": round(result.normalised_score, 6), "decision": bundle.decision(result)}
         report.rows.append(row)
         if out_dir is not None:
-            overlay = draw_overlay(rgb[:, :, ::-1].copy(), result.anomaly_map, result.defect_mask, result.score, result.is_anomalous)
+            overlay = draw_overlay(rgb[:, :, ::-1].copy(), result.anomaly_map, result.defect_mask, result.score, result.is_anomalous,
+                                   threshold=bundle.image_threshold, pixel_threshold=bundle.thresholds.pixel_or_default)
             name = out_dir / "overlays" / f"{len(report.rows):05d}_{f.stem}.png"
             if not cv2.imwrite(str(name), overlay):
                 raise OutputPathError(f"cannot write overlay {name}")

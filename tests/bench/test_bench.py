@@ -56,6 +56,22 @@ def test_every_row_has_every_field_and_outputs_exist(bench_result):
     # Not a terminal (80 columns): the essential columns, readable; bench.md keeps all of them.
     stdout = (bench_result / "stdout.txt").read_text()
     assert "essential columns" in stdout and "pix AUROC" not in stdout and "pix AUROC" in (bench_result / "bench.md").read_text()
+    # Piped: every row name in full, the speed-up over PyTorch FP32 beside each bundle row; one chart per question.
+    for r in result["rows"]:
+        assert r["name"] in stdout
+    assert "speed-up vs PyTorch FP32" in stdout and "…" not in stdout
+    assert all(r["speedup_vs_pytorch_fp32"] > 0 for r in result["rows"] if r["mode"] == "latency")
+    assert (bench_result / "bench_accuracy.png").is_file()
+
+
+def test_bench_json_parses(bench_result, tmp_path):
+    bundle = bench_result.parent / "onnxruntime-cpu-int8"
+    res = subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", "bench", str(bundle), "--iterations", "2", "--warmup", "0",
+                          "--json", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout)
+    assert [r["name"] for r in result["rows"]] == ["onnxruntime-cpu int8"]
+    assert (tmp_path / "o" / "bench.png").is_file() and not (tmp_path / "o" / "bench_accuracy.png").exists()
 
 
 def test_bench_takes_accuracy_from_the_export_only_for_the_same_data(tiny_checkpoint, tiny_dataset, tmp_path):
@@ -78,6 +94,9 @@ def test_speedups_come_from_measured_times():
     add_relative_numbers(rows)
     assert rows[0].speedup_vs["pytorch DDPM from t=400"] == pytest.approx(400.0)
     assert rows[2].speedup_vs["pytorch DDPM from t=400"] == pytest.approx(800.0)  # per image: 5 ms
+    # against PyTorch eager FP32 one-step, per image
+    assert rows[0].speedup_vs_pytorch_fp32 == pytest.approx(1.0)
+    assert rows[2].speedup_vs_pytorch_fp32 == pytest.approx(2.0)
     rows[1].latency_ms["inference"]["mean"] = 8000.0
     add_relative_numbers(rows)
     assert rows[0].speedup_vs["pytorch DDPM from t=400"] == pytest.approx(800.0)

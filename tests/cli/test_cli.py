@@ -34,6 +34,41 @@ def test_help_lists_verbs():
         assert sub.returncode == 0 and "Usage:" in sub.stdout and "Traceback" not in sub.stderr, (verb, sub.stderr)
 
 
+def test_every_help_ends_with_examples_that_parse():
+    """Each verb's --help ends with two or three examples, and each example is accepted by the verb's
+    own parser (options that exist, values of the right type)."""
+    import shlex
+
+    import typer
+
+    from diffusionad_edge.cli.examples import _EXAMPLES
+    from diffusionad_edge.cli.main import app
+
+    group = typer.main.get_command(app)
+    for verb in (*VERBS[:-1], "data generate"):
+        help_text = dae(*verb.split(), "--help", env_extra={"COLUMNS": "200"}).stdout
+        tail = help_text[help_text.index("Examples:"):].strip().splitlines()[1:]
+        listed = [l.strip() for l in tail if l.strip()]
+        assert 2 <= len(listed) <= 3 and all(l.startswith(f"dae {verb}") for l in listed), (verb, listed)
+        assert "<bool>" not in help_text  # on/off flags take no value: no placeholder
+        for cmd, _ in _EXAMPLES[verb]:
+            args = shlex.split(cmd)[1:]
+            command = group
+            while hasattr(command, "commands"):  # a group: dae, dae data
+                command = command.commands[args.pop(0)]
+            command.make_context(verb, args)  # raises on an unknown option or a bad value
+
+
+def test_targets_piped_print_full_names_and_json_parses():
+    res = dae("targets", env_extra={"COLUMNS": "50"})
+    assert res.returncode == 0, res.stderr
+    profiles = json.loads(dae("targets", "--json").stdout)
+    for p in profiles:
+        (line,) = [l for l in res.stdout.splitlines() if f" {p['name']} " in l]
+        assert p["description"] in line  # not wrapped, not cut: a pipe gets the whole table
+    assert "…" not in res.stdout
+
+
 def test_info_preset_json():
     res = dae("info", "--preset", "paper", "--json")
     assert res.returncode == 0, res.stderr
@@ -72,6 +107,9 @@ def test_train_then_eval_cli(tmp_path, tiny_dataset):
     assert set(result["overall"]) == {"image_auroc", "pixel_auroc", "pixel_ap", "aupro"}
     assert set(result["per_type"]) == {"hole", "scratch", "spot"}
     assert all(0.0 <= v <= 1.0 for v in result["overall"].values())
+    res = dae("eval", ckpt, "--json", "-", "--limit", "4")  # JSON only, on stdout
+    assert res.returncode == 0, res.stderr
+    assert set(json.loads(res.stdout)["overall"]) == set(result["overall"])
 
 
 def test_demo_fast_report_references_existing_files(tmp_path):
@@ -96,3 +134,23 @@ def test_demo_fast_report_references_existing_files(tmp_path):
     assert "trained 60 steps (a fixed count)" in text
     held_out = ckpt["validation"].get("synthetic_image_auroc")
     assert ("Under-trained model" in text) == (held_out is not None and held_out < 0.9)
+
+
+def test_run_status_line_rewrites_one_line_in_place(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from diffusionad_edge.cli import run_cmd
+
+    buf = io.StringIO()
+    monkeypatch.setattr(run_cmd, "console", Console(file=buf, force_terminal=True, width=60))
+    status = run_cmd._StatusLine()
+    for i, d in enumerate(["OK", "NG", "OK"]):
+        status.last_draw = 0.0  # draw every frame here
+        status.update({"decision": d, "score": 0.1 * (i + 1)})
+    status.close()
+    text = buf.getvalue()
+    assert "\n" not in text and text.count("\r") >= 4
+    assert "3 frames" in text and "OK 2  NG 1" in text and "last: OK 0.300" in text
+    assert all(len(part) < 60 for part in text.split("\r"))

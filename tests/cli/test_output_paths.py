@@ -118,7 +118,7 @@ def test_run_says_when_input_was_lost(tiny_checkpoint, video, tiny_dataset, tmp_
     truncated = tmp_path / "cut.avi"
     data = video.read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
-    res = dae("run", "--model", tiny_checkpoint, "--source", truncated, "--no-show")
+    res = dae("run", "--model", tiny_checkpoint, "--source", truncated, "--no-show", "--json")
     assert res.returncode == 1, res.stderr
     summary = json.loads(res.stdout)
     assert 0 < summary["frames"] < 20
@@ -128,10 +128,10 @@ def test_run_says_when_input_was_lost(tiny_checkpoint, video, tiny_dataset, tmp_
     folder.mkdir()
     (folder / "a.png").write_bytes(tiny_dataset.test_samples[0].image_path.read_bytes())
     (folder / "broken.png").write_bytes(b"not a png")
-    res = dae("run", "--model", tiny_checkpoint, "--source", folder, "--no-show")
+    res = dae("run", "--model", tiny_checkpoint, "--source", folder, "--no-show", "--json")
     assert res.returncode == 1, res.stderr
     assert json.loads(res.stdout)["unreadable"] == [str(folder / "broken.png")]
     # the whole video: exit 0, no warning
-    res = dae("run", "--model", tiny_checkpoint, "--source", video, "--no-show", "--max-frames", 2)
+    res = dae("run", "--model", tiny_checkpoint, "--source", video, "--no-show", "--max-frames", 2, "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["warnings"] == []

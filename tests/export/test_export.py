@@ -211,16 +211,37 @@ def test_shared_reference_cache_gives_the_same_checks(ort_int8, tiny_checkpoint,
 
 def test_thresholds_from_labelled_images_of_the_line(tiny_checkpoint, tiny_dataset, tmp_path):
     from diffusionad_edge.data.mvtec import load_test_arrays
-    from diffusionad_edge.runtime.thresholds import f1_optimal_threshold
+    from diffusionad_edge.runtime.thresholds import error_rates, safe_image_threshold
 
     res = _export(tiny_checkpoint, tmp_path / "t", "onnxruntime-cpu", "fp32", threshold_data=tiny_dataset.path)
     thr = res.metadata["thresholds"]
     assert "labelled images" in thr["source"] and str(tiny_dataset.path) in thr["source"]
-    # The image threshold is the F1-optimal one on the bundle's own scores of those images.
+    # The image threshold is chosen on the bundle's own scores of those images, above every good one.
     images, labels, _ = load_test_arrays(tiny_dataset, 64)
     with load_bundle(res.bundle) as art:
         scores = art.runner.infer(images).score
-    assert thr["image"] == pytest.approx(f1_optimal_threshold(labels, scores), abs=1e-6)
+    assert thr["image"] == pytest.approx(safe_image_threshold(scores[labels == 0], scores[labels == 1]), abs=1e-6)
+    assert thr["image"] > scores[labels == 0].max()
+    assert thr["expected"] == error_rates(scores[labels == 0], scores[labels == 1], thr["image"])
+
+
+def test_default_threshold_is_at_least_the_highest_held_out_normal_score(ort_fp32):
+    """A 3-step model scores normals and anomalies alike: the default must not reject good parts, and
+    the report must say so in one warning line."""
+    from diffusionad_edge.cli.export_cmd import threshold_lines
+
+    thr = ort_fp32.metadata["thresholds"]
+    assert thr["image"] >= thr["normal_score_max"] == pytest.approx(max(thr["scores"]["normal"]))
+    assert thr["expected"]["false_alarm_rate"] == 0.0
+    lines = threshold_lines(thr)
+    assert "false alarms 0.0 %" in lines[0] and "missed defects" in lines[0]
+    assert (len(lines) == 2 and "overlap" in lines[1]) == thr["expected"]["overlap"]
+
+
+def test_a_target_false_alarm_rate_is_honoured(tiny_checkpoint, tmp_path):
+    res = _export(tiny_checkpoint, tmp_path / "far", "onnxruntime-cpu", "fp32", false_alarm_rate=0.25)
+    thr = res.metadata["thresholds"]
+    assert thr["rule"] == "target false-alarm rate 0.25" and thr["expected"]["false_alarm_rate"] <= 0.25
 
 
 def test_threshold_data_needs_both_classes(tiny_checkpoint, tiny_dataset, tmp_path):

@@ -43,7 +43,7 @@ def video(tmp_path_factory):
 def test_run_video_events_and_saved_video(bundles, video, tmp_path, target):
     events, saved = tmp_path / "ev.jsonl", tmp_path / "out.mp4"
     res = dae("run", "--model", bundles[target], "--source", video, "--save", saved, "--events", events,
-              "--save-frames", tmp_path / "ng", "--no-show")
+              "--save-frames", tmp_path / "ng", "--no-show", "--json")
     assert res.returncode == 0, res.stderr
     lines = [json.loads(l) for l in events.read_text().splitlines()]
     assert [e["frame"] for e in lines] == list(range(12))
@@ -56,8 +56,13 @@ def test_run_video_events_and_saved_video(bundles, video, tmp_path, target):
     assert len(list((tmp_path / "ng").glob("*.png"))) == ng
     summary = json.loads(res.stdout)
     assert summary["frames"] == 12 and summary["end_to_end_fps"] > 0 and "inference" in summary["latency_ms"]
+    assert summary["end_to_end_fps"] == round(summary["end_to_end_fps"], 3)  # rounded for people
     res = dae("run", "--model", bundles[target], "--source", video, "--max-frames", 5, "--events", events, "--no-show")
     assert res.returncode == 0 and len(events.read_text().splitlines()) == 5
+    # Without --json: a short summary for people, no JSON, no carriage-return status line (not a terminal).
+    ng = sum(json.loads(l)["decision"] == "NG" for l in events.read_text().splitlines())
+    assert res.stdout.splitlines()[0] == f"5 frames: {5 - ng} OK, {ng} NG" and "FPS end to end" in res.stdout
+    assert "{" not in res.stdout and "\r" not in res.stdout + res.stderr
 
 
 def test_missing_camera_is_one_clear_line(bundles):
@@ -205,15 +210,15 @@ def test_open_bundle_on_a_checkpoint(tiny_checkpoint, tiny_dataset):
     from diffusionad_edge.models.checkpoint_io import load_model
     from diffusionad_edge.runtime.bundle import BundleError, open_bundle
     from diffusionad_edge.runtime.runners import TorchRunner
-    from diffusionad_edge.runtime.thresholds import f1_optimal_threshold
+    from diffusionad_edge.runtime.thresholds import safe_image_threshold
 
     model, payload = load_model(tiny_checkpoint)
     val = payload["validation"]
-    labels = np.r_[np.zeros(len(val["normal_scores"])), np.ones(len(val["synthetic_scores"]))]
     path = tiny_dataset.test_samples[-1].image_path
     with open_bundle(tiny_checkpoint) as bundle:
         assert bundle.metadata["backend"] == "pytorch" and bundle.size == 64
-        assert bundle.image_threshold == pytest.approx(f1_optimal_threshold(labels, np.r_[val["normal_scores"], val["synthetic_scores"]]))
+        assert bundle.image_threshold == pytest.approx(safe_image_threshold(val["normal_scores"], val["synthetic_scores"]))
+        assert bundle.image_threshold > max(val["normal_scores"])  # never below a held-out normal score
         r = bundle.predict(path)
         expected = TorchRunner(model).infer(bundle.preprocess(path)[None]).score[0]
         assert r.score == pytest.approx(float(expected), abs=1e-6)
@@ -234,6 +239,11 @@ def test_predict_folder_with_corrupt_file(bundles, tiny_dataset, tmp_path):
     assert len(result["results"]) == 3 and [f["path"] for f in result["failed"]] == [str(folder / "broken.png")]
     assert len(list((tmp_path / "out" / "overlays").glob("*.png"))) == 3
     assert "broken.png" in res.stdout
+    # Piped (not a terminal): one row per image with its full path, however long, and a plain summary.
+    for r in result["results"]:
+        (line,) = [l for l in res.stdout.splitlines() if l.startswith(r["path"])]
+        assert r["decision"] in line and f"{r['score']:.4f}" in line
+    assert "3 images scored" in res.stdout and "…" not in res.stdout
     res = dae("predict", folder / "*_good.png", "--model", bundles["onnxruntime-cpu"], "--json")
     assert res.returncode == 0, res.stderr
     rows = [json.loads(l) for l in res.stdout.splitlines()]
@@ -253,7 +263,7 @@ def test_openvino_requests_in_flight_give_the_same_results(bundles, video, tmp_p
                 assert bundle.runner.queue is not None and bundle.runner.requests == n
         scores[n] = [e["score"] for e in events]
     assert len(scores[1]) == 12 and scores[3] == pytest.approx(scores[1], abs=1e-5)
-    res = dae("run", "--model", bundles["openvino-cpu"], "--source", video, "--requests", "2", "--no-show", "--max-frames", "5")
+    res = dae("run", "--model", bundles["openvino-cpu"], "--source", video, "--requests", "2", "--no-show", "--max-frames", "5", "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["frames"] == 5
     res = dae("run", "--model", bundles["onnxruntime-cpu"], "--source", video, "--requests", "2", "--no-show")
