@@ -195,7 +195,7 @@ def _edge() -> ModelConfig:
             groups=32,
             stem_factor=4,
             norm="batch",
-            # Without preconditioning this stem learns the noise 20-40x slower per step (measured:
+            # Without preconditioning this stem learns the noise more than 20x slower per step (measured:
             # README, "The edge model").
             precondition_sigma_data=0.25,
         ),
