@@ -131,7 +131,8 @@ def test_device_install_runs_bundles_without_torch(wheel, device_venvs, bundles,
 
     # dae run on a video: every frame, events written.
     events = tmp_path / "events.jsonl"
-    res = _in(dae, "run", "--model", bundles[target], "--source", video, "--events", events, "--no-show", cwd=tmp_path)
+    res = _in(dae, "run", "--model", bundles[target], "--source", video, "--events", events, "--no-show", "--json",
+              cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert len(events.read_text().splitlines()) == 12
     assert json.loads(res.stdout)["frames"] == 12
