@@ -38,6 +38,18 @@ def _random_point(fg: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
     return int(xs[i]), int(ys[i])
 
 
+def _defect_level(
+    base: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+    min_local: float, p_dark: float, dark_max: float, brighter: tuple[float, float],
+) -> float:
+    """The gray level a defect takes: on a surface brighter than ``min_local``, with probability
+    ``p_dark``, darker (a groove, a hole: up to ``dark_max`` x the local mean); otherwise brighter by
+    ``brighter`` levels (a scratch or a speck on a dark surface)."""
+    local = float(base[mask].mean())
+    dark = local > min_local and rng.random() < p_dark
+    return rng.uniform(0.0, dark_max) * local if dark else min(255.0, local + rng.uniform(*brighter))
+
+
 def cut_paste(img: np.ndarray, fg: np.ndarray, rng: np.random.Generator) -> Defect:
     """A piece of the part itself, rotated/flipped and slightly re-lit, pasted elsewhere inside the
     foreground in an irregular outline: a displaced or foreign structure of the same material."""
@@ -92,9 +104,7 @@ def crack(img: np.ndarray, fg: np.ndarray, rng: np.random.Generator) -> Defect:
     if not mask.any():
         return None
     base = img.astype(np.float32)
-    local = float(base[mask].mean())
-    dark = local > 60 and rng.random() < 0.75
-    target = rng.uniform(0.0, 0.35) * local if dark else min(255.0, local + rng.uniform(50, 120))
+    target = _defect_level(base, mask, rng, min_local=60, p_dark=0.75, dark_max=0.35, brighter=(50, 120))
     strength = rng.uniform(0.6, 1.0)
     changed = base.copy()
     changed[mask] = (1 - strength) * base[mask] + strength * target
@@ -143,9 +153,7 @@ def pit(img: np.ndarray, fg: np.ndarray, rng: np.random.Generator) -> Defect:
     if not mask.any():
         return None
     base = img.astype(np.float32)
-    local = float(base[mask].mean())
-    dark = local > 40 and rng.random() < 0.8
-    target = rng.uniform(0.0, 0.4) * local if dark else min(255.0, local + rng.uniform(40, 110))
+    target = _defect_level(base, mask, rng, min_local=40, p_dark=0.8, dark_max=0.4, brighter=(40, 110))
     depth = canvas[..., None] * rng.uniform(0.7, 1.0)
     changed = base * (1 - depth) + target * depth
     return _finish(img, np.clip(np.round(changed), 0, 255).astype(np.uint8), mask)
