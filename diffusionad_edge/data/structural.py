@@ -32,6 +32,13 @@ def _finish(img: np.ndarray, changed: np.ndarray, mask: np.ndarray) -> Defect:
     return out, mask.astype(np.float32)
 
 
+def is_gray(img_rgb: np.ndarray) -> bool:
+    """True when the three channels are (nearly) equal on average: a monochrome camera's frame as RGB,
+    on which a coloured defect would be a give-away no real defect has."""
+    c = img_rgb.astype(np.float32)
+    return float(np.abs(c[..., 0] - c[..., 1]).mean() + np.abs(c[..., 1] - c[..., 2]).mean()) < 2.0
+
+
 def _random_point(fg: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
     ys, xs = np.nonzero(fg)
     i = int(rng.integers(len(ys)))
@@ -121,8 +128,7 @@ def intensity_shift(img: np.ndarray, fg: np.ndarray, rng: np.random.Generator) -
         return None
     base = img.astype(np.float32)
     changed = base.copy()
-    gray = float(np.abs(base[..., 0] - base[..., 1]).mean() + np.abs(base[..., 1] - base[..., 2]).mean()) < 2.0
-    if gray or rng.random() < 0.6:  # a colour shift on a gray part would be a give-away
+    if is_gray(img) or rng.random() < 0.6:  # a colour shift on a gray part would be a give-away
         gain = rng.uniform(0.5, 0.8) if rng.random() < 0.5 else rng.uniform(1.25, 1.6)
         changed[mask] = base[mask] * gain
     else:

@@ -25,19 +25,13 @@ from .augment import procedural_texture, random_augment, strip_shuffle
 from .foreground import FOREGROUND_MODES, foreground_for
 from .perlin import perlin_mask
 from .preprocess import is_image_file, read_image, resize_to
-from .structural import STRUCTURAL_DEFECTS
+from .structural import STRUCTURAL_DEFECTS, is_gray
 
 #: Anomaly synthesis modes.
 SYNTHESIS_KINDS = ("paper", "mixed")
 #: With kinds="mixed": probability of the paper's blend; the rest is split evenly between the
 #: structural defects.
 PAPER_SHARE_IN_MIXED = 0.4
-
-
-def _is_gray(img_rgb: np.ndarray) -> bool:
-    """True when the three channels are (nearly) equal: a monochrome camera's frame as RGB."""
-    sample = img_rgb[::4, ::4].astype(np.int16)
-    return bool(np.abs(sample[..., 0] - sample[..., 1]).max() <= 2 and np.abs(sample[..., 1] - sample[..., 2]).max() <= 2)
 
 
 class AnomalySynthesizer:
@@ -166,7 +160,7 @@ class AnomalySynthesizer:
             # Nowhere visible to put one (e.g. a flat black region): the paper's blend below.
         mask = self._mask(fg, rng)
         source = self._source(img_rgb, is_object=not fg.all(), rng=rng).astype(np.float32)
-        if _is_gray(img_rgb):
+        if is_gray(img_rgb):
             # A monochrome camera never sees colour: a coloured patch on a gray part would teach
             # the segmentation net "colour = defect", which no real defect satisfies.
             source = np.repeat(source.mean(axis=2, keepdims=True), 3, axis=2)

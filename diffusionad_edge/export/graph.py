@@ -27,6 +27,11 @@ NOISE_CONTRACT = (
 OUTPUT_NAMES = ("anomaly_map", "score", "reconstruction")
 
 
+def _per_branch(pair: torch.Tensor, batch: int) -> torch.Tensor:
+    """Rows (t_s, t_b) of a per-timestep constant laid out for the batch of 2B: B copies of each."""
+    return torch.cat([pair[0:1].expand(batch, -1), pair[1:2].expand(batch, -1)])
+
+
 class FixedStepDetector(nn.Module):
     """One-step norm-guided DiffusionAD with t_s, t_b, w and the noise folded in."""
 
@@ -58,10 +63,8 @@ class FixedStepDetector(nn.Module):
         b = image.shape[0]
         x_ts = self.sqrt_ab_s * image + self.scaled_noise_s
         x_tb = self.sqrt_ab_b * image + self.scaled_noise_b
-        emb = torch.cat([self.time_emb[0:1].expand(b, -1), self.time_emb[1:2].expand(b, -1)])
-        coef = None
-        if self.preconditioned:
-            coef = torch.cat([self.coef[0:1].expand(b, -1), self.coef[1:2].expand(b, -1)])
+        emb = _per_branch(self.time_emb, b)
+        coef = _per_branch(self.coef, b) if self.preconditioned else None
         eps = self.denoiser.forward_with_embedding(torch.cat([x_ts, x_tb]), emb, coef)
         eps_s, eps_b = eps[:b], eps[b:]
         x0_s = (x_ts - self.sqrt_1m_ab_s * eps_s) / self.sqrt_ab_s
