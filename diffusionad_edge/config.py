@@ -78,10 +78,30 @@ class ModelConfig:
     """Everything needed to rebuild a DiffusionAD model."""
 
     preset: str = "paper"
+    #: Input height (and width, unless ``image_width`` is set).
     image_size: int = 256
+    #: Input width of a rectangular input (``--input-size HxW``); None: square.
+    image_width: int | None = None
     unet: UNetConfig = field(default_factory=UNetConfig)
     seg: SegConfig = field(default_factory=SegConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """The network's input (height, width)."""
+        return self.image_size, self.image_width or self.image_size
+
+    @property
+    def arch_size(self) -> int:
+        """The side the networks' layout is keyed on (attention levels sit at fixed resolutions of
+        it): the shorter side, so a 256-pixel model also takes 256xW rectangles with the same weights."""
+        return min(self.input_hw)
+
+    def with_input(self, hw: tuple[int, int]) -> "ModelConfig":
+        """A copy at another input size (square when height == width)."""
+        cfg = ModelConfig.from_dict(self.to_dict())
+        cfg.image_size, cfg.image_width = int(hw[0]), (int(hw[1]) if hw[1] != hw[0] else None)
+        return cfg
 
     @property
     def size_divisor(self) -> int:
@@ -102,6 +122,7 @@ class ModelConfig:
             return cls(
                 preset=str(data["preset"]),
                 image_size=int(data["image_size"]),
+                image_width=None if data.get("image_width") is None else int(data["image_width"]),
                 unet=_build(UNetConfig, data["unet"]),
                 seg=_build(SegConfig, data["seg"]),
                 diffusion=_build(DiffusionConfig, data["diffusion"]),
@@ -130,12 +151,14 @@ class ModelConfig:
         if self.unet.stem_factor < 1 or self.seg.stem_factor < 1:
             raise ConfigError("stem_factor must be at least 1")
         divisor = self.size_divisor
-        if self.image_size % divisor:
+        h, w = self.input_hw
+        if h % divisor or w % divisor or min(h, w) < 1:
+            shown = f"{h}" if h == w else f"{h}x{w} (HxW)"
             raise ConfigError(
-                f"input size {self.image_size} must be a multiple of {divisor} for preset "
+                f"input size {shown}: both sides must be multiples of {divisor} for preset "
                 f"{self.preset!r} (its stem and U-Net levels halve the size that often)"
             )
-        if self.image_size * self.image_size < d.top_k:
+        if h * w < d.top_k:
             raise ConfigError(f"top_k={d.top_k} exceeds the number of pixels")
         return self
 

@@ -7,6 +7,10 @@ resized back to the frame) — with p50/p90/p99 per stage. A checkpoint's rows r
 model wrapped as a bundle with a :class:`~..runtime.runners.TorchRunner`.
 Reference rows: PyTorch eager FP32 (one-step), and the paper's iterative paradigms on the same
 network (DDPM from t_b, DDIM), whose speed-up is computed from the measured times.
+
+A bundle with a ROI or tiles runs its frame path (``Bundle.prepare_frame`` -> ``infer`` ->
+``Bundle.finish_frame``): its rows are per frame, and a tiled row's note gives the tiles per frame
+and the inference time per tile. Synthetic frames are made large enough for the bundle's ROI.
 """
 
 from __future__ import annotations
@@ -73,20 +77,49 @@ def _pcts(values: list[float]) -> dict[str, float]:
     return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)), "mean": float(a.mean())}
 
 
+def bench_frame_hw(bundle: Bundle, frame_hw: tuple[int, int]) -> tuple[int, int]:
+    """The synthetic frame size for a bundle: ``frame_hw``, enlarged to hold the bundle's ROI."""
+    roi = bundle.preprocessing.roi
+    if roi is None:
+        return frame_hw
+    return max(frame_hw[0], roi.y + roi.h), max(frame_hw[1], roi.x + roi.w)
+
+
+def tiling_note(bundle: Bundle, frame_hw: tuple[int, int], lat: dict[str, dict[str, float]]) -> str:
+    """For a tiled bundle: tiles per frame and inference time per tile; "" otherwise."""
+    prep = bundle.preprocessing
+    if prep.tile is None:
+        return ""
+    frame = np.zeros((*bench_frame_hw(bundle, frame_hw), 3), np.uint8)
+    n = bundle.prepare_frame(frame).layout.count
+    return (f"tiled: {n} tiles of {prep.tile}x{prep.tile} per {frame.shape[1]}x{frame.shape[0]} frame, "
+            f"inference {lat['inference']['mean'] / n:.2f} ms per tile; latencies are per frame")
+
+
 def time_pipeline(bundle: Bundle, batch: int, warmup: int, iterations: int, seconds: float | None = None,
                   frame_hw: tuple[int, int] = (480, 640)) -> tuple[dict[str, dict[str, float]], int]:
     """Per-stage latencies (ms) of the bundle's preprocess -> infer -> postprocess on synthetic camera frames."""
     rng = np.random.default_rng(0)
+    frame_hw = bench_frame_hw(bundle, frame_hw)
     h, w = frame_hw
     frames = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(batch)]
     stages: dict[str, list[float]] = {"preprocess": [], "inference": [], "postprocess": [], "total": []}
+    framed = not bundle.preprocessing.is_plain
     for i in range(warmup + iterations):
         t0 = time.perf_counter()
-        x = np.stack([bundle.preprocess(f, bgr=True) for f in frames])
-        t1 = time.perf_counter()
-        output = bundle.infer(x)
-        t2 = time.perf_counter()
-        bundle.postprocess(output, frame_hw)  # decisions, mask and heat map at frame size
+        if framed:  # ROI / tiles: each frame's own batch (all its tiles), its map placed back at frame size
+            prepared = [bundle.prepare_frame(f, bgr=True) for f in frames]
+            t1 = time.perf_counter()
+            outputs = [bundle.infer(p.batch) for p in prepared]
+            t2 = time.perf_counter()
+            for o, p in zip(outputs, prepared):
+                bundle.finish_frame(o, p)
+        else:
+            x = np.stack([bundle.preprocess(f, bgr=True) for f in frames])
+            t1 = time.perf_counter()
+            output = bundle.infer(x)
+            t2 = time.perf_counter()
+            bundle.postprocess(output, frame_hw)  # decisions, mask and heat map at frame size
         t3 = time.perf_counter()
         if i >= warmup:
             for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
@@ -96,7 +129,7 @@ def time_pipeline(bundle: Bundle, batch: int, warmup: int, iterations: int, seco
     return {k: _pcts(v) for k, v in stages.items()}, len(stages["total"])
 
 
-def _accuracy(runner: Runner, size: int, cfg: BenchConfig, limit: int | None) -> dict[str, float] | None:
+def _accuracy(runner: Runner, size: Any, cfg: BenchConfig, limit: int | None) -> dict[str, float] | None:
     if cfg.eval_data is None:
         return None
     from ..data.mvtec import MVTecCategory
@@ -134,11 +167,12 @@ def bench_bundle(path: Path, cfg: BenchConfig, gflop: float | None = None) -> Ro
         bundle.runner.activate()
         lat, n = time_pipeline(bundle, int(meta["input"]["batch"]), cfg.warmup, cfg.iterations, cfg.seconds, cfg.frame_hw)
         row = _finish(bundle_row(path, meta, bundle.runner.runtime_precision, gflop), lat, n)
+        row.note = tiling_note(bundle, cfg.frame_hw, lat)
         reported = _export_accuracy(meta, cfg) if cfg.accuracy_from_export else None
         if reported is not None:
-            row.accuracy, row.note = reported, "accuracy from the export check"
+            row.accuracy, row.note = reported, "; ".join(filter(None, [row.note, "accuracy from the export check"]))
         else:
-            row.accuracy = _accuracy(bundle.runner, bundle.size, cfg, cfg.eval_limit)
+            row.accuracy = _accuracy(bundle.runner, bundle.preprocessing, cfg, cfg.eval_limit)
     return row
 
 
@@ -152,11 +186,12 @@ def _export_accuracy(meta: dict[str, Any], cfg: BenchConfig) -> dict[str, float]
 
 
 def bench_pytorch(checkpoint: Path, cfg: BenchConfig, batches: list[int], iterative: bool) -> list[Row]:
+    from ..data.framing import preprocessing_of
     from ..models.checkpoint_io import load_model
     from ..models.complexity import measure_complexity
 
     model, payload = load_model(checkpoint)
-    size = model.config.image_size
+    size = preprocessing_of(model.config, payload)
     c = measure_complexity(model)
     size_mib = checkpoint.stat().st_size / 2**20
     rows = []
@@ -165,6 +200,7 @@ def bench_pytorch(checkpoint: Path, cfg: BenchConfig, batches: list[int], iterat
         bundle = checkpoint_bundle(model, payload, checkpoint, TorchRunner(model))
         lat, n = time_pipeline(bundle, batch, cfg.warmup, cfg.iterations, cfg.seconds, cfg.frame_hw)
         row = _finish(Row(f"pytorch eager one-step (b{batch})", "pytorch", "fp32", "fp32", batch, c.one_step_gflop, size_mib), lat, n)
+        row.note = tiling_note(bundle, cfg.frame_hw, lat)
         if batch == batches[0]:
             row.accuracy = _accuracy(bundle.runner, size, cfg, cfg.eval_limit)
         rows.append(row)

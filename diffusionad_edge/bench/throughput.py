@@ -30,8 +30,8 @@ def openvino_throughput(path: Path, cfg: BenchConfig, gflop: float | None = None
         meta, runner = bundle.metadata, bundle.runner
         runner.activate()
         requests = runner.requests
-        size, batch = int(meta["input"]["size"]), int(meta["input"]["batch"])
-        x = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
+        (h, w), batch = bundle.input_hw, int(meta["input"]["batch"])
+        x = np.random.default_rng(0).random((batch, 3, h, w), dtype=np.float32)
         runner.infer_many([x] * (max(cfg.warmup, 1) * requests))
         latencies: list[float] = []
         submitted, t0 = 0, time.perf_counter()

@@ -27,6 +27,7 @@ def evaluate_cmd(
     noise_study: int = typer.Option(0, min=0, help="Instead: compare the fixed noise with N runs of fresh per-image noise (metrics and score jitter)."),
 ) -> None:
     """Evaluate a checkpoint on the test split; prints a table, optionally writes JSON."""
+    from ..data.framing import preprocessing_of
     from ..evaluate.evaluator import evaluate
     from ..models.checkpoint_io import load_model
     from ..runtime.runners import TorchRunner
@@ -53,7 +54,7 @@ def evaluate_cmd(
         return
     predict = TorchRunner(model, resolve_device(device), mode, ddim_steps)
     with progress_bar(f"eval {mode}", len(dataset.test_samples) if limit is None else min(limit, len(dataset.test_samples)), extra=False) as bar:
-        result = evaluate(dataset, predict, model.config.image_size, batch_size,
+        result = evaluate(dataset, predict, preprocessing_of(model.config, payload), batch_size,
                           progress=lambda done, total: bar.update(bar.task_ids[0], completed=done), limit=limit)
     result.extra.update({"checkpoint": str(checkpoint), "dataset": str(dataset.path), "mode": mode,
                          "preset": model.config.preset, "step": payload.get("step")})

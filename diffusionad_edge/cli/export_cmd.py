@@ -36,7 +36,8 @@ def export(
     target: Optional[str] = typer.Option(None, "--target", "-t", help="Target profile name (see `dae targets`) or a .toml profile file."),
     precision: Optional[str] = typer.Option(None, help="fp32, fp16 or int8 (default: the profile's)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Bundle folder (default: exports/<checkpoint>-<target>-<precision>)."),
-    input_size: Optional[int] = typer.Option(None, help="Override the profile's fixed input size."),
+    input_size: Optional[str] = typer.Option(None, help="Override the fixed input size: N or HxW (height x width), e.g. 256x640; "
+                                              "sides multiples of the model's divisor. Default: the profile's (rectangular or tiled model: its own)."),
     calibration: Optional[Path] = typer.Option(None, help="Calibration manifest (JSON, see calibration/README.md). "
                                                "Default: a seeded subset of the training normals."),
     calibration_count: int = typer.Option(64, min=1, help="Images in the default calibration set."),

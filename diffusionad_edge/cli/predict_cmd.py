@@ -19,6 +19,7 @@ def predict(
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write overlays and results.csv/results.json here."),
     threshold: Optional[float] = typer.Option(None, help="Override the bundle's image threshold."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON lines on stdout (for scripts)."),
+    roi: Optional[str] = typer.Option(None, "--roi", help="Region of interest x,y,w,h in image pixels, replacing the model's."),
 ) -> None:
     """Score images: anomaly score, OK/NG, and overlays. Unreadable files are listed, not fatal
     (exit code 1 when any failed)."""
@@ -28,11 +29,15 @@ def predict(
 
     if out_dir is not None:
         check_output_dir(out_dir, "results folder (--out)")
+    from ..data.roi import parse_roi
+
+    new_roi = parse_roi(roi) if roi else None
     files = expand_paths(paths)
     if not files:
         raise ConfigError("no images found in the given paths")
     with open_bundle(model, backend) as bundle:
         bundle.override_thresholds(image=threshold)
+        bundle.set_roi(new_roi)
         if bundle.image_threshold is None:
             console.print("warning: no image threshold in this model: decisions are not available (use --threshold)")
         report = predict_files(bundle, files, out_dir,

@@ -29,9 +29,12 @@ def run(
                                            "asynchronous queue (more FPS on many-core CPUs, more latency). Default 1."),
     show: Optional[bool] = typer.Option(None, "--show/--no-show", help="Display a window (default: when a display exists)."),
     as_json: bool = typer.Option(False, "--json", help="Print the end-of-run summary as JSON on stdout (numbers rounded)."),
+    roi: Optional[str] = typer.Option(None, "--roi", help="Region of interest x,y,w,h in camera pixels, replacing the model's "
+                                     "(a camera that was moved); the map is placed back at frame size."),
 ) -> None:
     """Run the detector on a camera or stream: overlay, OK/NG, events and an end-of-run summary.
     Exit code 1 when input was lost (unreadable files, a video that ended before its announced length)."""
+    from ..data.roi import parse_roi
     from ..runtime.bundle import open_bundle
     from ..runtime.live import RunOptions, check_outputs, display_available, run_stream
     from ..runtime.sources import describe
@@ -39,11 +42,13 @@ def run(
     if (camera is None) == (source is None):
         raise ConfigError("give exactly one of --camera N or --source ...")
     src = str(camera) if camera is not None else str(source)
+    new_roi = parse_roi(roi) if roi else None  # a malformed --roi fails before anything is opened
     show = display_available() if show is None else show
     opts = RunOptions(save_video=save, save_frames=save_frames, events=events, max_frames=max_frames, show=show,
                       image_threshold=threshold, pixel_threshold=pixel_threshold, requests=requests or 1)
     check_outputs(opts)  # before the model and the source are opened
     with open_bundle(model, backend, requests=requests if requests and requests > 1 else None) as bundle:
+        bundle.set_roi(new_roi)
         console.print(f"running {model} ({bundle.metadata.get('backend')}, {bundle.metadata.get('precision')}) on {describe(src)}"
                       + ("" if show else " (headless)") + (f", {requests} requests in flight" if requests and requests > 1 else "")
                       + "; Ctrl-C to stop")

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from ..config import PRESETS, RECOMMENDED_TRAINING, TrainConfig, preset as get_preset
+from ..config import PRESETS, RECOMMENDED_TRAINING, ModelConfig, TrainConfig, preset as get_preset
+from ..errors import ConfigError
 from ..hardware import TRAIN_PRECISIONS
 from .common import console, open_dataset, progress_bar
 
@@ -50,6 +51,11 @@ def train(
     workers: int = typer.Option(_DEFAULTS.num_workers, help="Data-loader worker processes for anomaly synthesis."),
     crop_size: Optional[int] = typer.Option(None, help="Train on random square patches of this size (fully convolutional nets still run on whole images): much cheaper steps. 0: whole images." + _recipe_help("crop_size")),
     minutes: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many minutes of training (counted across --resume) even if --steps is not reached."),
+    input_size: Optional[str] = typer.Option(None, help="Network input N or HxW (height x width), e.g. 256x640 for parts 2.5x wider than tall: long parts are not squashed. Both sides multiples of the preset's divisor (edge: 16). Default: the preset's square."),
+    roi: Optional[str] = typer.Option(None, help="Region of interest x,y,w,h in pixels of the full image: only it is trained on and inspected (the map is placed back at frame size); stored in the model."),
+    tile: Optional[int] = typer.Option(None, min=1, help="Train and infer on square tiles of this size cut from the full-resolution image (or ROI) instead of resizing it: for defects a few pixels wide on large images."),
+    tile_overlap: int = typer.Option(32, min=0, help="With --tile: pixels by which neighbouring tiles overlap."),
+    tile_blend: str = typer.Option("mean", help="With --tile: how overlapping tile maps are combined, mean or max."),
 ) -> None:
     """Train the reconstruction and segmentation sub-networks jointly (paper losses and optimisers).
 
@@ -62,13 +68,15 @@ def train(
         snapshots = tuple(float(m) * 60 for m in snapshot_minutes.split(",") if m.strip())
     except ValueError:
         raise typer.BadParameter(f"not a comma-separated list of minutes: {snapshot_minutes!r}", param_hint="--snapshot-minutes") from None
-    model_config = get_preset(preset)
+    model_config, prep = _input_layout(get_preset(preset), input_size, roi, tile, tile_overlap, tile_blend)
+    if resume is not None and (input_size or roi or tile):
+        raise ConfigError("--input-size, --roi and --tile are fixed by the checkpoint being resumed; leave them out with --resume")
     given = dict(
         batch_size=batch_size, lr_denoiser=lr_denoiser, lr_segmenter=lr_segmenter, timesteps=timesteps,
         lr_schedule=lr_schedule, warmup_steps=warmup_steps, synthesis=synthesis, crop_size=crop_size,
     )
     recipe = {**RECOMMENDED_TRAINING.get(preset, {}), **{k: v for k, v in given.items() if v is not None}}
-    if recipe.get("crop_size") == 0 or (recipe.get("crop_size") or 0) >= model_config.image_size:
+    if recipe.get("crop_size") == 0 or (recipe.get("crop_size") or 0) >= min(model_config.input_hw):
         recipe["crop_size"] = None
     cfg = TrainConfig(
         steps=steps, seed=seed, val_fraction=val_fraction, foreground=foreground,
@@ -78,10 +86,10 @@ def train(
         t_jitter=t_jitter, ema_decay=ema_decay, **recipe,
     ).validate()
     dataset = open_dataset(data, category)
-    trainer = Trainer(model_config, cfg, dataset, out, device=device, resume=resume, overwrite=overwrite)
+    trainer = Trainer(model_config, cfg, dataset, out, device=device, resume=resume, overwrite=overwrite, preprocessing=prep)
     mc, tc = trainer.model.config, trainer.cfg
     console.print(
-        f"training preset [bold]{mc.preset}[/] ({mc.image_size}px) on {dataset.path} "
+        f"training preset [bold]{mc.preset}[/] ({trainer.preprocessing.describe()}) on {dataset.path} "
         f"({len(trainer.train_paths)} train / {len(trainer.val_paths)} held-out images) "
         f"on {trainer.device} in {trainer.precision}, steps {trainer.step}->{cfg.steps}"
     )
@@ -105,3 +113,19 @@ def train(
     if val.get("synthetic_image_auroc") is not None:
         console.print(f"held-out normals vs synthetic anomalies: image AUROC {val['synthetic_image_auroc']:.3f} (not the test set)")
     console.print(f"checkpoint: {result.checkpoint} (step {result.step})")
+
+
+def _input_layout(model_config: ModelConfig, input_size: str | None, roi: str | None, tile: int | None,
+                  overlap: int, blend: str):
+    """The preset at the asked input size, and the preprocessing (ROI, tiles) stored with the model."""
+    from ..data.framing import Preprocessing, parse_input_size
+    from ..data.roi import parse_roi
+
+    if input_size and tile:
+        raise ConfigError("give --input-size or --tile, not both (a tiled model's input is the tile)")
+    hw = (tile, tile) if tile else parse_input_size(input_size) if input_size else None
+    if hw is not None:
+        model_config = model_config.with_input(hw).validate()
+    prep = Preprocessing(*model_config.input_hw, roi=parse_roi(roi) if roi else None, tile=tile,
+                         overlap=overlap if tile else 0, blend=blend, top_k=model_config.diffusion.top_k)
+    return model_config, prep

@@ -1,7 +1,9 @@
 """A built-in synthetic dataset in MVTec layout, so everything runs with no download.
 
-Categories: ``surface`` (brushed metal) and ``grid`` (wire mesh); defect types
-``scratch``, ``spot`` and ``hole`` (see :mod:`.defects`). The dataset is a pure
+Categories: ``surface`` (brushed metal) and ``grid`` (wire mesh), square, with defect types
+``scratch``, ``spot`` and ``hole`` (see :mod:`.defects`); and ``long-part`` (see :mod:`.long_part`):
+images 2.5 times as wide as tall (``size`` is the height) with 2-4 px ``scratch`` and ``crack``
+defects at full resolution. The dataset is a pure
 function of its arguments: the same seed writes the same files.
 """
 
@@ -17,9 +19,13 @@ import numpy as np
 from diffusionad_edge.errors import ConfigError, DataError
 
 from .defects import DEFECTS
+from .long_part import LONG_PART_DEFECTS, long_part
 from .materials import MATERIALS, make_material
 
 KNOWN_CATEGORIES = ("surface", "grid")
+LONG_PART = "long-part"
+#: every category the generator writes
+ALL_CATEGORIES = KNOWN_CATEGORIES + (LONG_PART,)
 DEFECT_TYPES = tuple(DEFECTS)
 MARKER = ".diffusionad_edge_builtin.json"  # proves a folder was written by this generator
 _LAYOUT_DIRS = ("train", "test", "ground_truth")
@@ -59,8 +65,8 @@ def _prepare(root: Path, params: dict) -> None:
 
 
 def _check_args(category: str, n_train: int, n_test_good: int, n_test_per_defect: int, size: int) -> None:
-    if category not in MATERIALS:
-        raise ConfigError(f"unknown built-in category {category!r} (known: {', '.join(KNOWN_CATEGORIES)})")
+    if category not in MATERIALS and category != LONG_PART:
+        raise ConfigError(f"unknown built-in category {category!r} (known: {', '.join(ALL_CATEGORIES)})")
     if n_train < 1 or n_test_good < 0 or n_test_per_defect < 0:
         raise ConfigError(
             f"need n_train >= 1 and non-negative test counts, got {n_train}, {n_test_good}, {n_test_per_defect}"
@@ -80,6 +86,7 @@ def generate_dataset(
 ) -> Path:
     """Write a synthetic MVTec-layout category and return its folder ``out_dir/category``.
 
+    ``size`` is the image side, or for ``long-part`` the height (the width is 2.5 times it).
     Writes ``train/good/000.png ...``, ``test/good/...``, ``test/<type>/000.png`` and
     ``ground_truth/<type>/000_mask.png`` (255 on defect pixels) for the types in
     DEFECT_TYPES. Deterministic for a given seed. A folder previously written by this
@@ -90,6 +97,9 @@ def generate_dataset(
     params = dict(category=category, n_train=n_train, n_test_good=n_test_good,
                   n_test_per_defect=n_test_per_defect, size=size, seed=seed)
     _prepare(root, params)
+    if category == LONG_PART:
+        _generate_long_parts(root, n_train, n_test_good, n_test_per_defect, size, seed)
+        return root
 
     cat_id = KNOWN_CATEGORIES.index(category)
     material = make_material(np.random.default_rng([seed, cat_id]))
@@ -118,6 +128,33 @@ def generate_dataset(
             _write_png(img_dir / f"{i:03d}.png", _to_uint8(bad))
             _write_png(gt_dir / f"{i:03d}_mask.png", mask.astype(np.uint8) * 255)
     return root
+
+
+def _generate_long_parts(root: Path, n_train: int, n_test_good: int, n_test_per_defect: int, height: int, seed: int) -> None:
+    cat_id = ALL_CATEGORIES.index(LONG_PART)
+
+    def normal(split: int, i: int):
+        rng = np.random.default_rng([seed, cat_id, split, i])
+        img, box = long_part(height, rng)
+        return img, box, rng
+
+    for split, folder, code, count in (("train", "good", 0, n_train), ("test", "good", 1, n_test_good)):
+        out = root / split / folder
+        out.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            _write_png(out / f"{i:03d}.png", _to_uint8(normal(code, i)[0]))
+    for k, (defect, draw) in enumerate(LONG_PART_DEFECTS.items()):
+        img_dir, gt_dir = root / "test" / defect, root / "ground_truth" / defect
+        img_dir.mkdir(parents=True, exist_ok=True)
+        gt_dir.mkdir(parents=True, exist_ok=True)
+        for i in range(n_test_per_defect):
+            img, box, rng = normal(2 + k, i)
+            for _ in range(20):  # a defect that fell mostly onto a hole is drawn again
+                bad, mask = draw(img, box, rng)
+                if mask.sum() >= 6 * height // 32:
+                    break
+            _write_png(img_dir / f"{i:03d}.png", _to_uint8(bad))
+            _write_png(gt_dir / f"{i:03d}_mask.png", mask.astype(np.uint8) * 255)
 
 
 BUILTIN_CATEGORY = "surface"

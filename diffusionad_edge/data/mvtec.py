@@ -139,23 +139,27 @@ class MVTecCategory:
         raise DataError(f"missing mask for test image {image}: expected {expected}")
 
 
-def load_test_sample(sample: TestSample, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Read one test sample as (image float32 (3, size, size), mask float32 (size, size)).
-
-    The mask is zeros for good images. Raises DataError if the mask's original size
-    differs from the image's.
-    """
+def read_test_sample(sample: TestSample) -> tuple[np.ndarray, np.ndarray]:
+    """One test sample at its own resolution: (RGB uint8 HxWx3, mask float32 HxW, zeros for good
+    images). Raises DataError if the mask's size differs from the image's."""
     img = read_image(sample.image_path)
-    x = preprocess(img, size)
     if sample.mask_path is None:
-        return x, np.zeros((size, size), np.float32)
+        return img, np.zeros(img.shape[:2], np.float32)
     mask = read_mask(sample.mask_path)
     if mask.shape != img.shape[:2]:
         raise DataError(
             f"mask size {mask.shape[0]}x{mask.shape[1]} differs from image size "
             f"{img.shape[0]}x{img.shape[1]}: {sample.mask_path} (image: {sample.image_path})"
         )
-    return x, resize_mask(mask, size)
+    return img, mask
+
+
+def load_test_sample(sample: TestSample, size: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Read one test sample as (image float32 (3, size, size), mask float32 (size, size)); ``size``
+    may be (height, width). The mask is zeros for good images. Raises DataError if the mask's
+    original size differs from the image's."""
+    img, mask = read_test_sample(sample)
+    return preprocess(img, size), resize_mask(mask, size)
 
 
 def split_train_val(paths: list[Path], val_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
@@ -181,7 +185,7 @@ def split_train_val(paths: list[Path], val_fraction: float, seed: int) -> tuple[
     return train, val
 
 
-def load_test_arrays(dataset: MVTecCategory, size: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_test_arrays(dataset: MVTecCategory, size: int | tuple[int, int], limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The first ``limit`` (all by default) test images as one (N, 3, size, size) float32 array,
     with their labels (1 = anomalous) and masks (N, size, size)."""
     samples = dataset.test_samples[:limit] if limit else dataset.test_samples

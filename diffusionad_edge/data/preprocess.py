@@ -139,14 +139,20 @@ def resize_to(img: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def resize_image(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize an image to size x size.
+def _hw(size: int | tuple[int, int], what: str = "image") -> tuple[int, int]:
+    """An input size, ``S`` (square) or ``(H, W)``, as (H, W) of positive integers."""
+    hw = (size, size) if not isinstance(size, (tuple, list)) else tuple(size)
+    if len(hw) != 2 or any(int(v) != v or v < 1 for v in hw):
+        raise DataError(f"{what} size must be a positive integer or (height, width), got {size!r}")
+    return int(hw[0]), int(hw[1])
 
-    INTER_AREA when shrinking (both axes >= size), INTER_LINEAR otherwise.
+
+def resize_image(img: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resize an image to size x size, or to (height, width) for a rectangular input.
+
+    INTER_AREA when shrinking (no axis grows), INTER_LINEAR otherwise.
     """
-    if int(size) != size or size < 1:
-        raise DataError(f"image size must be a positive integer, got {size!r}")
-    return resize_to(img, int(size), int(size))
+    return resize_to(img, *_hw(size))
 
 
 def to_chw_float(img_uint8: np.ndarray) -> np.ndarray:
@@ -158,25 +164,24 @@ def to_chw_float(img_uint8: np.ndarray) -> np.ndarray:
     return chw
 
 
-def preprocess(img_rgb_uint8: np.ndarray, size: int) -> np.ndarray:
-    """RGB uint8 HxWx3 of any size -> model input float32 (3, size, size) in [0, 1]."""
+def preprocess(img_rgb_uint8: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """RGB uint8 HxWx3 of any size -> model input float32 (3, size, size) in [0, 1] (or
+    (3, height, width) for a rectangular ``size``)."""
     return to_chw_float(resize_image(img_rgb_uint8, size))
 
 
-def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """Resize a binary HxW mask to size x size with INTER_NEAREST (stays binary)."""
-    if int(size) != size or size < 1:
-        raise DataError(f"mask size must be a positive integer, got {size!r}")
-    size = int(size)
-    if mask.shape[:2] == (size, size):
+def resize_mask(mask: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resize a binary HxW mask to size x size (or (height, width)) with INTER_NEAREST (stays binary)."""
+    h, w = _hw(size, "mask")
+    if mask.shape[:2] == (h, w):
         return mask.astype(np.float32, copy=True)
-    out = cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_NEAREST)
+    out = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
     return out.astype(np.float32)
 
 
 def read_mask(
     path: str | Path,
-    size: int | None = None,
+    size: int | tuple[int, int] | None = None,
     expected_hw: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Read a ground-truth mask as float32 HxW in {0, 1}.

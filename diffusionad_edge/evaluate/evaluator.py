@@ -1,7 +1,10 @@
 """Evaluate a detector on the test split of an MVTec-layout category (``dae eval``).
 
-Metrics are computed at the model's input size (256x256 for the paper preset) on raw maps, with
-no smoothing. Per defect type, the set is that type's images plus all good test images; "overall"
+Metrics are computed on raw maps, with no smoothing, at the model's input size (256x256 for the
+paper preset; height x width for a rectangular input), or, for a tiled model, at the full
+resolution of the image (or its ROI); ``metric_hw`` asks for one resolution for every model (maps
+resized bilinearly, masks by nearest neighbour), so that pipelines can be compared. Per defect
+type, the set is that type's images plus all good test images; "overall"
 uses every test image.
 """
 
@@ -13,7 +16,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..data.mvtec import MVTecCategory, load_test_sample
+from ..data.framing import Preprocessing, as_preprocessing, predict_frames
+from ..data.mvtec import MVTecCategory, load_test_sample, read_test_sample
+from ..data.preprocess import resize_mask
 from ..errors import DataError
 from ..runtime.runners import Runner, runner_predict_fn
 from .metrics import all_metrics
@@ -45,15 +50,20 @@ class EvalResult:
 def evaluate(
     dataset: MVTecCategory,
     predict: Runner | PredictFn,
-    image_size: int,
+    image_size: int | tuple[int, int] | Preprocessing,
     batch_size: int = 8,
     progress: ProgressFn | None = None,
     limit: int | None = None,
+    metric_hw: tuple[int, int] | None = None,
 ) -> EvalResult:
     """Run ``predict`` (a runner, e.g. :class:`~..runtime.runners.TorchRunner`, or a batch -> (maps,
-    scores) function) over the test split and compute the metrics overall and per defect type."""
+    scores) function) over the test split and compute the metrics overall and per defect type.
+
+    ``image_size``: the model's input size (``S`` or ``(H, W)``), or its :class:`Preprocessing`
+    (ROI, tiles); ``metric_hw``: the resolution the pixel metrics are computed at (see above)."""
     if isinstance(predict, Runner):
         predict = runner_predict_fn(predict)
+    prep = as_preprocessing(image_size)
     samples = list(dataset.test_samples)
     if not samples:
         raise DataError(f"no test images in {dataset.path / 'test'}")
@@ -61,19 +71,38 @@ def evaluate(
         samples = _balanced_subset(samples, limit)
     maps, scores, masks = [], [], []
     t_model = 0.0
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start : start + batch_size]
-        loaded = [load_test_sample(s, image_size) for s in chunk]
-        batch = np.stack([img for img, _ in loaded]).astype(np.float32)
-        t0 = time.perf_counter()
-        m, s = predict(batch)
-        t_model += time.perf_counter() - t0
-        maps.append(m.astype(np.float32))
-        scores.append(s.astype(np.float64))
-        masks.append(np.stack([mask for _, mask in loaded]) > 0.5)
+    # Tiled frames are one batch each; resized ones go batch_size at a time.
+    step = 1 if prep.tile is not None else batch_size
+    for start in range(0, len(samples), step):
+        chunk = samples[start : start + step]
+        if prep.is_plain and metric_hw is None:  # the classic path, unchanged
+            loaded = [load_test_sample(s, prep.input_hw) for s in chunk]
+            batch = np.stack([img for img, _ in loaded]).astype(np.float32)
+            t0 = time.perf_counter()
+            m, s = predict(batch)
+            t_model += time.perf_counter() - t0
+            chunk_maps, chunk_scores = np.asarray(m, np.float32), np.asarray(s, np.float64)
+            chunk_masks = [mask for _, mask in loaded]
+        else:
+            loaded = [read_test_sample(s) for s in chunk]
+            regions = [prep.region(mask) for _, mask in loaded]
+            hw = metric_hw or (None if prep.tile is not None else prep.input_hw)
+            t0 = time.perf_counter()
+            m_list, s_arr = predict_frames(prep, predict, [img for img, _ in loaded], hw)
+            t_model += time.perf_counter() - t0
+            chunk_maps, chunk_scores = m_list, s_arr.astype(np.float64)
+            chunk_masks = [resize_mask(r, hw) if hw is not None else r for r in regions]
+        maps += list(chunk_maps[:, 0] if isinstance(chunk_maps, np.ndarray) and chunk_maps.ndim == 4 else chunk_maps)
+        scores.append(chunk_scores)
+        masks += [mk > 0.5 for mk in chunk_masks]
         if progress is not None:
-            progress(min(start + batch_size, len(samples)), len(samples))
-    maps_a, scores_a, masks_a = np.concatenate(maps), np.concatenate(scores), np.concatenate(masks)
+            progress(min(start + step, len(samples)), len(samples))
+    scores_a = np.concatenate(scores)
+    if len({m.shape for m in maps}) == 1:
+        maps_a, masks_a = np.stack(maps), np.stack(masks)
+    else:  # tiled images of different sizes: pixel metrics over all pixels, flattened
+        maps_a = np.concatenate([m.ravel() for m in maps])[None, None]
+        masks_a = np.concatenate([m.ravel() for m in masks])[None, None]
     labels = np.array([s.is_anomalous for s in samples], dtype=np.uint8)
     types = np.array([s.defect_type for s in samples], dtype=object)
 
@@ -81,7 +110,13 @@ def evaluate(
     per_type = {}
     for defect in sorted(set(types.tolist()) - {"good"}):
         sel = (types == defect) | (types == "good")
-        per_type[defect] = all_metrics(labels[sel], scores_a[sel], masks_a[sel], maps_a[sel])
+        if maps_a.shape[0] == len(samples):
+            per_type[defect] = all_metrics(labels[sel], scores_a[sel], masks_a[sel], maps_a[sel])
+        else:
+            idx = np.flatnonzero(sel)
+            per_type[defect] = all_metrics(labels[sel], scores_a[sel],
+                                           np.concatenate([masks[i].ravel() for i in idx])[None, None],
+                                           np.concatenate([maps[i].ravel() for i in idx])[None, None])
     counts = {t: int((types == t).sum()) for t in sorted(set(types.tolist()))}
     return EvalResult(overall, per_type, counts, t_model / len(samples))
 

@@ -18,7 +18,7 @@ from .evaluator import evaluate
 
 def noise_study(model: Any, dataset: MVTecCategory, repeats: int = 5, device: Any = "cpu",
                 limit: int | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    size = model.config.image_size
+    size = model.config.input_hw
     fixed = evaluate(dataset, TorchRunner(model, device), size, limit=limit)
     if progress:
         progress("fixed noise done")

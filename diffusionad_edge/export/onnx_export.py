@@ -21,8 +21,8 @@ def export_onnx(model: DiffusionAD, path: str | Path, batch: int = 1, with_recon
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     graph = FixedStepDetector(model.cpu().float(), noise_seed, with_reconstruction).eval()
-    size = model.config.image_size
-    dummy = torch.rand(batch, 3, size, size)
+    h, w = model.config.input_hw
+    dummy = torch.rand(batch, 3, h, w)
     outputs = ["anomaly_map", "score"] + (["reconstruction"] if with_reconstruction else [])
     with warnings.catch_warnings(), torch.no_grad():
         # The TorchScript-based exporter handles this static graph well and fast; silence its

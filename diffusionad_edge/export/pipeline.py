@@ -19,7 +19,6 @@ check what it built.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import glob
 import os
@@ -33,9 +32,9 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import __version__, interrupts
-from ..config import ModelConfig
+from ..data.framing import Preprocessing, parse_input_size, predict_frames, preprocessing_of
 from ..data.mvtec import MVTecCategory, load_test_arrays
-from ..data.preprocess import read_image, resize_image, to_chw_float
+from ..data.preprocess import read_image, to_chw_float
 from ..data.synthesis import AnomalySynthesizer
 from ..errors import ConfigError, DaeError
 from ..evaluate.evaluator import evaluate
@@ -47,7 +46,7 @@ from ..paths import check_output_dir
 from ..quantize.calibration import CalibrationSet, from_manifest, from_training_images
 from ..runtime.backends import Backend, get_backend, make_runner, package_versions
 from ..runtime.bundle import FORMAT, FORMAT_VERSION, sha256, write_metadata
-from ..runtime.runners import OnnxRuntimeRunner, Runner, RunnerOutput, TorchRunner, describe_runtime_precision
+from ..runtime.runners import OnnxRuntimeRunner, Runner, RunnerOutput, TorchRunner, describe_runtime_precision, runner_predict_fn
 from ..runtime.thresholds import Thresholds
 from .checks import CHECK_IMAGES, DEFAULT_MAX_DROP, FP32_TOLERANCE
 from .converters import ConvertInputs, converter_for
@@ -67,7 +66,8 @@ class ExportOptions:
     target: str
     out_dir: Path
     precision: str | None = None
-    input_size: int | None = None
+    #: N, "N", "HxW" or (H, W); None: the target's size (a rectangular or tiled model: its own)
+    input_size: int | str | tuple[int, int] | None = None
     calibration: Path | None = None
     calibration_count: int = 64
     eval_data: Path | None = None
@@ -103,43 +103,54 @@ def _versions() -> dict[str, str | None]:
     return {"diffusionad_edge": __version__, "python": platform.python_version(), **package_versions()}
 
 
-def _resized_model(model: DiffusionAD, size: int) -> DiffusionAD:
+def _resized_model(model: DiffusionAD, hw: tuple[int, int]) -> DiffusionAD:
     """The same weights at another (fixed) input size: the networks are fully convolutional."""
-    if size == model.config.image_size:
+    if hw == model.config.input_hw:
         return model
-    cfg = ModelConfig.from_dict(copy.deepcopy(model.config.to_dict()))
-    cfg.image_size = size
-    resized = DiffusionAD(cfg.validate())
+    resized = DiffusionAD(model.config.with_input(hw).validate())
     resized.load_state_dict(model.state_dict())
     return resized.eval()
 
 
-def _model_at_export_size(model: DiffusionAD, input_size: int | None, profile: TargetProfile, log: Log) -> tuple[DiffusionAD, int]:
-    """The model at the size it will be exported at: ``--input-size``, else the target's. A model that
-    cannot run at the target's size (its attention sits at fixed pixel resolutions, or the size is not
-    a multiple of its divisor) is exported at its own size with a note; an explicit ``--input-size``
-    it cannot run at is refused."""
-    trained = model.config.image_size
-    size = input_size or profile.input_size
-    if size == trained:
-        return model, size
+def _hw_text(hw: tuple[int, int]) -> str:
+    return f"{hw[0]}" if hw[0] == hw[1] else f"{hw[0]}x{hw[1]}"
+
+
+def _model_at_export_size(model: DiffusionAD, input_size: int | str | tuple[int, int] | None, profile: TargetProfile, log: Log,
+                          prep: Preprocessing | None = None) -> tuple[DiffusionAD, tuple[int, int]]:
+    """The model at the size it will be exported at: ``--input-size``, else the target's (a rectangular
+    or tiled model keeps its own: the target's square would squash it again). A model that cannot run
+    at the target's size (its attention sits at fixed pixel resolutions, or the size is not a multiple
+    of its divisor) is exported at its own size with a note; an explicit ``--input-size`` it cannot run
+    at is refused, in one line."""
+    trained = model.config.input_hw
+    tiled = prep is not None and prep.tile is not None
+    if input_size is not None:
+        hw = tuple(input_size) if isinstance(input_size, (tuple, list)) else parse_input_size(input_size)
+        if tiled and hw != trained:
+            raise ConfigError(f"--input-size {_hw_text(hw)}: this model is tiled, its input is its {prep.tile}x{prep.tile} tile; omit --input-size")
+    elif tiled or trained[0] != trained[1]:
+        hw = trained
+    else:
+        hw = (profile.input_size, profile.input_size)
+    if hw == trained:
+        return model, hw
     try:
-        resized = _resized_model(model, size)
+        resized = _resized_model(model, hw)
     except (RuntimeError, ConfigError) as exc:
         why = str(exc).splitlines()[0] if isinstance(exc, ConfigError) else "its attention layers sit at fixed resolutions in pixels"
         if input_size is not None:
-            raise ConfigError(f"--input-size {size}: this {model.config.preset!r} model (trained at {trained} px) cannot be "
-                              f"exported at {size} px ({why}); use --input-size {trained}, or omit it") from None
-        log(f"note: exporting at the model's own input size {trained}, not the target's {size} "
-            f"(this {model.config.preset!r} model cannot run at {size} px; --input-size to choose)")
+            raise ConfigError(f"--input-size {_hw_text(hw)}: this {model.config.preset!r} model (trained at {_hw_text(trained)} px) cannot be "
+                              f"exported at {_hw_text(hw)} px ({why}); use --input-size {_hw_text(trained)}, or omit it") from None
+        log(f"note: exporting at the model's own input size {_hw_text(trained)}, not the target's {_hw_text(hw)} "
+            f"(this {model.config.preset!r} model cannot run at {_hw_text(hw)} px; --input-size to choose)")
         return model, trained
     if input_size is None:
-        log(f"note: exporting at the target's input size {size} (the model was trained at {trained})")
-    return resized, size
+        log(f"note: exporting at the target's input size {_hw_text(hw)} (the model was trained at {_hw_text(trained)})")
+    return resized, hw
 
 
-def _check_set(payload: dict[str, Any], size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Held-out normal images and synthetic anomalies made from them: images, labels, masks."""
+def _held_out(payload: dict[str, Any]) -> tuple[Path, list[str]]:
     data = payload.get("data", {})
     root = Path(data.get("root", ""))
     names = list(data.get("val_images") or [])
@@ -150,15 +161,44 @@ def _check_set(payload: dict[str, Any], size: int, seed: int = 0) -> tuple[np.nd
             f"the checkpoint's held-out images ({root}) are not available: thresholds and checks need them; "
             "export on the machine (or with the data folder) the model was trained with"
         )
-    normals = [resize_image(read_image(root / n), size) for n in names[:CHECK_IMAGES]]
+    return root, names[:CHECK_IMAGES]
+
+
+def _check_set(payload: dict[str, Any], prep: Preprocessing | int | tuple[int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Held-out normal images and synthetic anomalies made from them: images, labels, masks. Network
+    inputs: each image through the model's preprocessing (its ROI; one random tile of a tiled model)."""
+    prep = prep if isinstance(prep, Preprocessing) else Preprocessing.plain(prep)
+    root, names = _held_out(payload)
+    view_rng = np.random.default_rng([seed, 4243])
+    normals = [prep.view(prep.training_image(read_image(root / n)), view_rng) for n in names]
     train_cfg = payload.get("train_config", {})
     synth = AnomalySynthesizer(foreground_mode=train_cfg.get("foreground", "auto"))
     rng = np.random.default_rng([seed, 4242])
     anomalous = [synth.synthesize(img, rng) for img in normals]
     images = np.stack([to_chw_float(i) for i in normals] + [to_chw_float(a) for a, _ in anomalous])
     labels = np.r_[np.zeros(len(normals)), np.ones(len(anomalous))]
-    masks = np.stack([np.zeros((size, size), np.float32)] * len(normals) + [m for _, m in anomalous])
+    masks = np.stack([np.zeros(prep.input_hw, np.float32)] * len(normals) + [m for _, m in anomalous])
     return images.astype(np.float32), labels, masks
+
+
+def _tiled_frames(payload: dict[str, Any], prep: Preprocessing, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
+    """Whole frames for a tiled model's thresholds (its score is a frame's, not a tile's): the held-out
+    normals' regions at full resolution, and copies with a synthetic anomaly made on one random tile."""
+    root, names = _held_out(payload)
+    normals = [prep.training_image(read_image(root / n)) for n in names]
+    train_cfg = payload.get("train_config", {})
+    synth = AnomalySynthesizer(foreground_mode=train_cfg.get("foreground", "auto"))
+    rng = np.random.default_rng([seed, 4244])
+    frames, masks = list(normals), [np.zeros(n.shape[:2], np.float32) for n in normals]
+    t = prep.tile
+    for img in normals:
+        y, x = int(rng.integers(img.shape[0] - t + 1)), int(rng.integers(img.shape[1] - t + 1))
+        bad, m = synth.synthesize(np.ascontiguousarray(img[y : y + t, x : x + t]), rng)
+        frame, mask = img.copy(), np.zeros(img.shape[:2], np.float32)
+        frame[y : y + t, x : x + t], mask[y : y + t, x : x + t] = bad, m
+        frames.append(frame)
+        masks.append(mask)
+    return frames, np.r_[np.zeros(len(normals)), np.ones(len(normals))], masks
 
 
 def _compare(ref: RunnerOutput, got: RunnerOutput, threshold: float | None) -> dict[str, float]:
@@ -171,11 +211,11 @@ def _compare(ref: RunnerOutput, got: RunnerOutput, threshold: float | None) -> d
     return out
 
 
-def _calibration(opts: ExportOptions, payload: dict[str, Any], size: int) -> CalibrationSet:
+def _calibration(opts: ExportOptions, payload: dict[str, Any], prep: Preprocessing) -> CalibrationSet:
     if opts.calibration is not None:
-        return from_manifest(opts.calibration, size)
+        return from_manifest(opts.calibration, prep)
     data = payload.get("data", {})
-    return from_training_images(data.get("root", ""), data.get("train_images", []), size, opts.calibration_count)
+    return from_training_images(data.get("root", ""), data.get("train_images", []), prep, opts.calibration_count)
 
 
 def _auroc_validation(images: np.ndarray, labels: np.ndarray, batch: int):
@@ -213,7 +253,8 @@ class ExportJob:
     model: DiffusionAD
     payload: dict[str, Any]
     checkpoint_sha: str
-    size: int
+    hw: tuple[int, int]
+    preprocessing: Preprocessing
     max_drop: float
     eval_ds: MVTecCategory | None
     threshold_ds: MVTecCategory | None
@@ -226,7 +267,7 @@ class ExportJob:
 
     @property
     def reference_key(self) -> tuple:
-        return (self.checkpoint_sha, self.opts.noise_seed, self.size, self.batch)
+        return (self.checkpoint_sha, self.opts.noise_seed, self.hw, self.batch, str(self.preprocessing.to_dict()))
 
     def runtime_options(self) -> dict[str, Any]:
         return self.backend.runtime_options(self.profile.device, dict(self.profile.options), self.precision)
@@ -256,27 +297,31 @@ def prepare(opts: ExportOptions, log: Log, cache: dict[tuple, Any]) -> ExportJob
     if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
         raise ConfigError(f"output folder {out_dir} exists and is not empty; pass --overwrite or choose another --out")
     model, payload = load_model(opts.checkpoint)
-    model, size = _model_at_export_size(model, opts.input_size, profile, log)
+    prep = preprocessing_of(model.config, payload)
+    model, hw = _model_at_export_size(model, opts.input_size, profile, log, prep)
+    prep = Preprocessing(*hw, prep.roi, prep.tile, prep.overlap, prep.blend, prep.top_k)
     eval_ds = MVTecCategory(opts.eval_data, opts.eval_category) if opts.eval_data is not None else None
     threshold_ds = MVTecCategory(opts.threshold_data, opts.threshold_category) if opts.threshold_data is not None else None
     if opts.accuracy_aware and (eval_ds is None or profile.backend != "openvino" or precision != "int8"):
         raise ConfigError("--accuracy-aware needs an OpenVINO INT8 export and --eval-data")
-    return ExportJob(opts, profile, backend, precision, model, payload, sha256(opts.checkpoint), size,
+    if opts.accuracy_aware and not prep.is_plain:
+        raise ConfigError("--accuracy-aware is not available for models with a ROI or tiles (its metric runs on whole inputs)")
+    return ExportJob(opts, profile, backend, precision, model, payload, sha256(opts.checkpoint), hw, prep,
                      DEFAULT_MAX_DROP if opts.max_drop is None else opts.max_drop, eval_ds, threshold_ds, log, cache)
 
 
 def build_artefact(job: ExportJob, staging: Path) -> Artefact:
     """Stage 2: the FP32 ONNX (in a scratch folder) and the backend's model files (in ``staging``)."""
-    opts, size = job.opts, job.size
+    opts, hw = job.opts, job.hw
     scratch = staging / ".work"
     scratch.mkdir()
-    job.log(f"exporting {job.model.config.preset} at {size}x{size} to ONNX (opset {OPSET}) ...")
+    job.log(f"exporting {job.model.config.preset} at {hw[0]}x{hw[1]} (HxW) to ONNX (opset {OPSET}) ...")
     fp32_onnx = export_onnx(job.model, scratch / "fp32.onnx", batch=job.batch, noise_seed=opts.noise_seed)
-    calib = _calibration(opts, job.payload, size) if job.precision == "int8" else None
-    images, labels, masks = _check_set(job.payload, size)
+    calib = _calibration(opts, job.payload, job.preprocessing) if job.precision == "int8" else None
+    images, labels, masks = _check_set(job.payload, job.preprocessing)
     validation = None
     if opts.accuracy_aware and job.eval_ds is not None:
-        ev_imgs, ev_labels, _ = load_test_arrays(job.eval_ds, size, opts.eval_limit)
+        ev_imgs, ev_labels, _ = load_test_arrays(job.eval_ds, hw, opts.eval_limit)
         validation = _auroc_validation(ev_imgs, ev_labels, job.batch)
     inputs = ConvertInputs(fp32_onnx, staging, job.precision, job.batch, calib.images if calib else None, validation,
                            job.max_drop if opts.accuracy_aware else None, job.log)
@@ -293,7 +338,7 @@ def artefact_runner(job: ExportJob, art: Artefact, checks: dict[str, Any]) -> Ru
         checks["artifact_runs_as"] = (f"onnxruntime-cpu on the very ONNX the device builds from{fp16_note}; "
                                       "the TensorRT engine itself is built and checked on the device")
         return OnnxRuntimeRunner(art.files[0], fixed_batch=job.batch)
-    meta_stub = {"backend": job.backend.name, "entry": art.entry, "input": {"batch": job.batch, "size": job.size},
+    meta_stub = {"backend": job.backend.name, "entry": art.entry, "input": {"batch": job.batch, "size": job.hw[0], "width": job.hw[1]},
                  "runtime_options": job.runtime_options(), "target": job.profile.to_dict()}
     return make_runner(art.staging, meta_stub)
 
@@ -302,16 +347,49 @@ def choose_thresholds(job: ExportJob, runner: Runner, art: Artefact, check_pred:
     """Stage 3: decision thresholds chosen with the artefact itself: on the user's labelled images when
     given (``--threshold-data``), else on the held-out normals and synthetic anomalies."""
     pred, labels, masks = check_pred, art.check_labels, art.check_masks
-    ds = job.threshold_ds
+    ds, prep = job.threshold_ds, job.preprocessing
+    source = None
     if ds is not None:
-        images, labels, masks = load_test_arrays(ds, job.size)
+        if prep.is_plain:
+            images, labels, masks = load_test_arrays(ds, job.hw)
+            pred = runner.infer(images)
+        else:
+            from ..data.mvtec import read_test_sample
+
+            loaded = [read_test_sample(s) for s in ds.test_samples]
+            labels = np.array([s.is_anomalous for s in ds.test_samples], np.float64)
+            pred, masks = _framed(prep, runner, [i for i, _ in loaded], [prep.region(m) for _, m in loaded])
         if labels.min() == labels.max():
             raise ConfigError(f"--threshold-data {ds.path} needs both good and defective test images to choose a threshold")
-        pred = runner.infer(images)
+    elif prep.tile is not None:
+        # A tiled bundle scores whole frames (top-k of the blended map): its thresholds are chosen on frames.
+        frames, labels, frame_masks = _tiled_frames(job.payload, prep)
+        pred, masks = _framed(prep, runner, frames, frame_masks)
+        source = (f"{int((labels == 0).sum())} held-out normal frames + {int((labels == 1).sum())} with a synthetic anomaly "
+                  "on one tile, scored as whole tiled frames")
     normal, defective = labels == 0, labels == 1
-    source = f"{int(normal.sum())} good + {int(defective.sum())} defective labelled images in {ds.path}" if ds is not None else None
+    if ds is not None:
+        source = f"{int(normal.sum())} good + {int(defective.sum())} defective labelled images in {ds.path}"
     return derive_thresholds(pred.score[normal], pred.score[defective], pred.anomaly_map[normal],
                              pred.anomaly_map[defective], masks[defective], source, job.opts.false_alarm_rate)
+
+
+def _framed(prep: Preprocessing, runner: Runner, frames: list[np.ndarray], masks: list[np.ndarray]) -> tuple[RunnerOutput, np.ndarray]:
+    """Frames scored through the preprocessing (ROI, tiles); maps and masks flattened per frame into
+    one row each when their sizes differ (the thresholds only need their pixels)."""
+    maps, scores = [], []
+    for f in frames:  # one frame (all its tiles) per runner call
+        m, s = predict_frames(prep, runner_predict_fn(runner), [f])
+        maps.append(m[0])
+        scores.append(s[0])
+    if len({m.shape for m in maps}) == 1 and len({m.shape for m in masks}) == 1 and maps[0].shape == masks[0].shape:
+        return RunnerOutput(np.stack(maps), np.asarray(scores, np.float32)), np.stack(masks)
+    from ..data.preprocess import resize_mask
+
+    masks = [resize_mask(mk, m.shape) for mk, m in zip(masks, maps)]
+    width = max(m.size for m in maps)
+    pad = lambda a: np.r_[a.ravel(), np.zeros(width - a.size, np.float32)][None]  # noqa: E731
+    return RunnerOutput(np.concatenate([pad(m) for m in maps]), np.asarray(scores, np.float32)), np.concatenate([pad(m) for m in masks])
 
 
 def run_checks(job: ExportJob, art: Artefact, runner: Runner, art_pred: RunnerOutput, thresholds: Thresholds,
@@ -349,8 +427,8 @@ def _accuracy_check(job: ExportJob, fp32_runner: Runner, runner: Runner, checks:
     ds, limit, batch = job.eval_ds, job.opts.eval_limit, max(job.batch, 8)
     job.log(f"measuring accuracy on {ds.path} (FP32 reference and {job.precision}) ...")
     metrics_key = ("metrics",) + job.reference_key + (str(ds.path.resolve()), limit)
-    fp32_metrics = _cached(job.cache, metrics_key, lambda: evaluate(ds, fp32_runner, job.size, batch_size=batch, limit=limit))
-    art_metrics = evaluate(ds, runner, job.size, batch_size=batch, limit=limit)
+    fp32_metrics = _cached(job.cache, metrics_key, lambda: evaluate(ds, fp32_runner, job.preprocessing, batch_size=batch, limit=limit))
+    art_metrics = evaluate(ds, runner, job.preprocessing, batch_size=batch, limit=limit)
     deltas = {k: art_metrics.overall[k] - fp32_metrics.overall[k] for k in fp32_metrics.overall}
     checks["accuracy"] = {"dataset": str(ds.path), "limit": limit, "fp32": fp32_metrics.overall,
                           "artifact": art_metrics.overall, "delta": deltas}
@@ -361,7 +439,7 @@ def _accuracy_check(job: ExportJob, fp32_runner: Runner, runner: Runner, checks:
 
 def build_metadata(job: ExportJob, art: Artefact, thresholds: Thresholds, checks: dict[str, Any]) -> dict[str, Any]:
     """Stage 5: ``metadata.json``: what the bundle is, how to run it, and what was checked."""
-    opts, model, size, batch = job.opts, job.model, job.size, job.batch
+    opts, model, (h, w), batch = job.opts, job.model, job.hw, job.batch
     complexity = measure_complexity(model)
     d = model.config.diffusion
     meta = {
@@ -375,10 +453,14 @@ def build_metadata(job: ExportJob, art: Artefact, thresholds: Thresholds, checks
                        "params_m": (complexity.denoiser_params + complexity.segmenter_params) / 1e6},
         "inference": {"t_s": d.t_s, "t_b": d.t_b, "guidance_w": d.guidance_w, "top_k": d.top_k,
                       "noise": NOISE_CONTRACT, "noise_seed": opts.noise_seed},
-        "input": {"name": "image", "size": size, "batch": batch, "layout": "NCHW", "dtype": "float32",
+        # "size" is the height (and the side of a square input); "width" the width.
+        "input": {"name": "image", "size": h, "width": w, "batch": batch, "layout": "NCHW", "dtype": "float32",
                   "color": "RGB", "scale": "pixel / 255", "mean": None, "std": None,
-                  "resize": "square resize, area when shrinking, bilinear when enlarging"},
-        "outputs": {"anomaly_map": f"({batch}, 1, {size}, {size}) probabilities", "score": f"({batch},) mean of top-{d.top_k} map pixels"},
+                  "resize": ("square resize" if h == w else f"resize to {h}x{w} (HxW), aspect not kept")
+                            + ", area when shrinking, bilinear when enlarging"},
+        # ROI and tiles: how a frame becomes the graph's inputs and its maps one map (data/framing.py).
+        "preprocessing": job.preprocessing.to_dict(),
+        "outputs": {"anomaly_map": f"({batch}, 1, {h}, {w}) probabilities", "score": f"({batch},) mean of top-{d.top_k} map pixels"},
         "target": job.profile.to_dict(), "backend": job.backend.name, "precision": job.precision,
         "entry": art.entry, "runtime_options": job.runtime_options(),
         "files": {f.name: sha256(f) for f in art.files},
@@ -389,7 +471,7 @@ def build_metadata(job: ExportJob, art: Artefact, thresholds: Thresholds, checks
     if job.backend.name == "tensorrt":
         from .tensorrt_plan import build_plan
 
-        meta["tensorrt"] = build_plan(job.profile, job.precision, art.entry, batch, size)
+        meta["tensorrt"] = build_plan(job.profile, job.precision, art.entry, batch, (h, w))
     return meta
 
 

@@ -15,8 +15,9 @@ from typing import Any
 from .targets import TargetProfile
 
 
-def build_plan(profile: TargetProfile, precision: str, onnx_name: str, batch: int, size: int) -> dict[str, Any]:
+def build_plan(profile: TargetProfile, precision: str, onnx_name: str, batch: int, size: int | tuple[int, int]) -> dict[str, Any]:
     o = profile.options
+    h, w = (size, size) if isinstance(size, int) else size
     plan: dict[str, Any] = {
         "onnx": onnx_name,
         "precision": precision,
@@ -26,7 +27,7 @@ def build_plan(profile: TargetProfile, precision: str, onnx_name: str, batch: in
         "workspace_mib": int(o.get("workspace_mib", 2048)),
         "builder_optimization_level": int(o.get("builder_optimization_level", 3)),
         "timing_cache": str(o.get("timing_cache", "timing.cache")),
-        "input_shape": [batch, 3, size, size],
+        "input_shape": [batch, 3, h, w],
         "dla_core": o.get("dla_core"),
         "gpu_fallback": bool(o.get("gpu_fallback", False)) if o.get("dla_core") is not None else None,
         "cuda_graph": bool(o.get("cuda_graph", False)),

@@ -40,14 +40,14 @@ def _count(fn) -> float:
 @torch.no_grad()
 def measure_complexity(model: DiffusionAD) -> Complexity:
     """Count parameters and GFLOP for one image at the model's input size (runs on the meta device)."""
-    size = model.config.image_size
+    h, w = model.config.input_hw
     # The meta device computes shapes only: counting the 160M-parameter preset costs no real compute.
     meta = DiffusionAD(model.config).to("meta") if next(model.parameters()).device.type != "meta" else model
-    x = torch.zeros(1, 3, size, size, device="meta")
+    x = torch.zeros(1, 3, h, w, device="meta")
     t = torch.zeros(1, dtype=torch.long, device="meta")
     return Complexity(
         denoiser_params=sum(p.numel() for p in model.denoiser.parameters()),
         segmenter_params=sum(p.numel() for p in model.segmenter.parameters()),
         denoiser_gflop_per_pass=_count(lambda: meta.denoiser(x, t)),
-        segmenter_gflop=_count(lambda: meta.segmenter(torch.zeros(1, 6, size, size, device="meta"))),
+        segmenter_gflop=_count(lambda: meta.segmenter(torch.zeros(1, 6, h, w, device="meta"))),
     )

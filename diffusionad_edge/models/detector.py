@@ -82,7 +82,7 @@ class DiffusionAD(nn.Module):
         super().__init__()
         self.config = config.validate()
         self.schedule = LinearSchedule(config.diffusion)
-        self.denoiser = DenoisingUNet(config.unet, config.image_size, self.schedule.alphas_cumprod)
+        self.denoiser = DenoisingUNet(config.unet, config.arch_size, self.schedule.alphas_cumprod)
         self.segmenter = SegmentationUNet(config.seg)
 
     # -- building blocks ---------------------------------------------------------------------
@@ -174,12 +174,12 @@ class DiffusionAD(nn.Module):
         return x0_hat
 
     def fixed_noise(self, seed: int = 0) -> torch.Tensor:
-        """The noise pair (2, 1, 3, H, W) used by default: a seeded constant, identical for every
+        """The noise pair (2, 1, 3, H, W) at the input size, used by default: a seeded constant, identical for every
         image, so that an unchanged image always gets the same score ("same part, same verdict").
         Exported graphs bake exactly this tensor in."""
-        s = self.config.image_size
+        h, w = self.config.input_hw
         g = torch.Generator().manual_seed(seed)
-        return torch.randn((2, 1, 3, s, s), generator=g)
+        return torch.randn((2, 1, 3, h, w), generator=g)
 
     @torch.no_grad()
     def detect(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..data.mvtec import list_images
-from ..data.preprocess import IMAGE_EXTENSIONS, find_images, preprocess, read_image
+from ..data.preprocess import IMAGE_EXTENSIONS, find_images, preprocess, read_image, to_chw_float
 from ..errors import ConfigError, DaeError, DataError
 
 #: Below this many images INT8 ranges are a guess: warn. Below MIN_IMAGES: refuse.
@@ -49,17 +49,29 @@ def _expand(source: Path) -> list[Path]:
     raise DataError(f"calibration source not found or not a folder/.txt list/image: {source}")
 
 
-def build_calibration_set(paths: list[Path], size: int, count: int, seed: int, sources: list[str]) -> CalibrationSet:
-    """Read a seeded subset of ``count`` images; unreadable ones are skipped and listed."""
+def _network_view(rgb: np.ndarray, size: Any, rng: np.random.Generator) -> np.ndarray:
+    """One network input of an image: resized to ``size`` (S or (H, W)), or through a
+    :class:`~..data.framing.Preprocessing` (its ROI; a random tile of a tiled model)."""
+    from ..data.framing import Preprocessing
+
+    if isinstance(size, Preprocessing):
+        return to_chw_float(size.view(size.training_image(rgb), rng))
+    return preprocess(rgb, size)
+
+
+def build_calibration_set(paths: list[Path], size: Any, count: int, seed: int, sources: list[str]) -> CalibrationSet:
+    """Read a seeded subset of ``count`` images; unreadable ones are skipped and listed. ``size``: the
+    input size (S or (H, W)) or the model's :class:`~..data.framing.Preprocessing`."""
     if count < 1:
         raise ConfigError(f"calibration count must be >= 1 (got {count})")
-    order = np.random.default_rng(seed).permutation(len(paths))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(paths))
     images, skipped = [], []
     for i in order:
         if len(images) >= count:
             break
         try:
-            images.append(preprocess(read_image(paths[i]), size))
+            images.append(_network_view(read_image(paths[i]), size, rng))
         except DaeError:
             skipped.append(str(paths[i]))
     notes = []
@@ -80,7 +92,7 @@ def build_calibration_set(paths: list[Path], size: int, count: int, seed: int, s
     return CalibrationSet(np.stack(images).astype(np.float32), sources, seed, skipped, notes)
 
 
-def from_manifest(manifest: str | Path, size: int) -> CalibrationSet:
+def from_manifest(manifest: str | Path, size: Any) -> CalibrationSet:
     """Calibration set from a JSON manifest: {"sources": [...], "count": 64, "seed": 0}."""
     manifest = Path(manifest)
     try:
@@ -98,7 +110,7 @@ def from_manifest(manifest: str | Path, size: int) -> CalibrationSet:
     return build_calibration_set(paths, size, int(spec.get("count", 64)), int(spec.get("seed", 0)), [str(s) for s in spec["sources"]])
 
 
-def from_training_images(dataset_root: str | Path, train_images: list[str], size: int, count: int = 64, seed: int = 0) -> CalibrationSet:
+def from_training_images(dataset_root: str | Path, train_images: list[str], size: Any, count: int = 64, seed: int = 0) -> CalibrationSet:
     """Default: a seeded subset of the normal images the checkpoint was trained on."""
     root = Path(dataset_root)
     paths = [root / p for p in train_images] if train_images else list_images(root / "train" / "good")

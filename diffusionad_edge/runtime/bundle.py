@@ -7,10 +7,14 @@ scores), and returns a :class:`Bundle`. ``Bundle.predict(image)`` is the Python 
 ``dae run``, ``dae predict`` and ``dae bench``; one frame takes this path::
 
     frame (BGR camera frame, RGB array or file)
-      -> Bundle.preprocess   data/preprocess.py: to RGB uint8, resize, /255 -> (3, S, S) float32
-      -> Bundle.infer        the runner (runners.py / tensorrt_runner.py) -> RunnerOutput maps, scores
-      -> Bundle.postprocess  Thresholds: decision, normalised score, defect mask (optionally at frame size)
-      -> BundleResult        -> overlay.py / live.py events / predict.py rows
+      -> Bundle.prepare_frame  data/framing.py: to RGB uint8, ROI crop, resize (or tiles), /255 -> (N, 3, H, W)
+      -> Bundle.infer          the runner (runners.py / tensorrt_runner.py) -> RunnerOutput maps, scores
+      -> Bundle.finish_frame   tiles blended, map placed back at frame size (ROI / tiled bundles);
+                               Thresholds: decision, normalised score, defect mask
+      -> BundleResult          -> overlay.py / live.py events / predict.py rows
+
+A bundle without ROI or tiles (``metadata["preprocessing"]`` absent or plain) keeps the classic path:
+one input per frame, the map at the input size.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ import cv2
 import numpy as np
 
 from .. import __version__
+from ..data.framing import FrameLayout, Preprocessing
 from ..data.preprocess import preprocess, read_image, to_rgb
-from ..errors import DaeError
+from ..data.roi import Roi
+from ..errors import ConfigError, DaeError, DataError
 from ..files import to_json, write_text
 from .backends import make_runner
 from .runners import Runner, RunnerOutput
@@ -63,8 +69,16 @@ class BundleResult:
     score: float
     normalised_score: float
     is_anomalous: bool
-    anomaly_map: np.ndarray  # (S, S) float32, or at frame size when asked for
+    anomaly_map: np.ndarray  # (H, W) float32 at the input size; at frame size when asked for, or for ROI / tiled bundles
     defect_mask: np.ndarray  # same shape, bool: anomaly_map >= pixel threshold
+
+
+@dataclass
+class FrameInput:
+    """One frame prepared for the runner: its network batch and how to map the outputs back."""
+
+    batch: np.ndarray  # (N, 3, H, W) float32: N = 1, or the number of tiles
+    layout: FrameLayout | None  # None on the classic path
 
 
 def metadata_digest(meta: dict[str, Any]) -> str:
@@ -95,9 +109,17 @@ class Bundle:
 
     def __init__(self, folder: Path, metadata: dict[str, Any], runner: Runner):
         self.folder, self.metadata, self.runner = folder, metadata, runner
+        #: the input height (and width of a square input)
         self.size = int(metadata["input"]["size"])
-        runner.expected_size = self.size  # the model file's input is checked against it on activation
+        self.input_hw = (self.size, int(metadata["input"].get("width") or self.size))
+        runner.expected_hw = self.input_hw  # the model file's input is checked against it on activation
+        self.preprocessing = bundle_preprocessing(metadata)
         self.thresholds = Thresholds.from_dict(metadata.get("thresholds"))
+
+    def set_roi(self, roi: Roi | None) -> None:
+        """Use another region of interest (``dae run --roi``: a camera that was moved); None keeps the bundle's."""
+        if roi is not None:
+            self.preprocessing = self.preprocessing.with_roi(roi)
 
     @property
     def image_threshold(self) -> float | None:
@@ -116,9 +138,46 @@ class Bundle:
         return decision(self.thresholds.is_anomalous(result.score))
 
     def preprocess(self, image: np.ndarray | str | Path, bgr: bool = False) -> np.ndarray:
-        """A file path, or an image array (RGB unless ``bgr``), to the network input (3, S, S)."""
+        """A file path, or an image array (RGB unless ``bgr``), to the network input (3, H, W) of the
+        classic path (a ROI / tiled bundle's frames go through :meth:`prepare_frame`)."""
         img = read_image(image) if isinstance(image, (str, Path)) else to_rgb(image, bgr=bgr)
-        return preprocess(img, self.size)
+        if self.preprocessing.roi is not None:
+            img = self._region(img)
+        return preprocess(img, self.input_hw)
+
+    def _region(self, rgb: np.ndarray) -> np.ndarray:
+        try:
+            return self.preprocessing.region(rgb)
+        except DataError as exc:
+            raise DataError(f"{exc}: the model's region of interest does not fit this camera's resolution; "
+                            "set one that fits with `dae run --roi x,y,w,h`") from None
+
+    def prepare_frame(self, image: np.ndarray | str | Path, bgr: bool = False) -> FrameInput:
+        """A frame (path or array, RGB unless ``bgr``) -> its network batch and layout."""
+        if self.preprocessing.is_plain:
+            return FrameInput(self.preprocess(image, bgr)[None], None)
+        img = read_image(image) if isinstance(image, (str, Path)) else to_rgb(image, bgr=bgr)
+        self._region(img)  # a ROI that does not fit: one line naming the fix
+        batch, layout = self.preprocessing.inputs(img)
+        return FrameInput(batch, layout)
+
+    def finish_frame(self, output: RunnerOutput, frame: FrameInput) -> BundleResult:
+        """The runner's output for one prepared frame -> its result (map at frame size for ROI /
+        tiled bundles; a tiled frame's score is the top-k of its blended map)."""
+        if frame.layout is None:
+            return self.postprocess(output)[0]
+        prep, layout = self.preprocessing, frame.layout
+        region = prep.region_map(output.anomaly_map, layout)
+        score = prep.score(region) if layout.grid is not None else float(output.score[0])
+        amap = prep.frame_map(region, layout)
+        thr = self.thresholds
+        return BundleResult(score=score, normalised_score=float(thr.normalised(score)), is_anomalous=bool(thr.is_anomalous(score)),
+                            anomaly_map=amap, defect_mask=amap >= thr.pixel_or_default)
+
+    def predict_frames(self, frames: list[FrameInput]) -> list[BundleResult]:
+        """Several prepared frames: in flight together when the runner has an asynchronous queue."""
+        outputs = [self.infer(frames[0].batch)] if len(frames) == 1 else self.runner.infer_many([f.batch for f in frames])
+        return [self.finish_frame(o, f) for o, f in zip(outputs, frames)]
 
     def infer(self, batch: np.ndarray) -> RunnerOutput:
         return self.runner.infer(batch)
@@ -147,7 +206,7 @@ class Bundle:
 
     def predict(self, image: np.ndarray | str | Path, bgr: bool = False) -> BundleResult:
         """Score one image (path or array)."""
-        return self.predict_batch(self.preprocess(image, bgr)[None])[0]
+        return self.predict_frames([self.prepare_frame(image, bgr)])[0]
 
     def close(self) -> None:
         self.runner.deactivate()
@@ -222,10 +281,20 @@ def validate_metadata(meta: dict[str, Any], path: str | Path = METADATA) -> None
     inp = meta.get("input")
     if not isinstance(inp, dict):
         raise bad("input", "an object", inp)
-    for key, lo, hi in (("size", 8, 16384), ("batch", 1, 4096)):
+    for key, lo, hi in (("size", 8, 16384), ("batch", 1, 4096), ("width", 8, 16384)):
         v = inp.get(key)
+        if key == "width" and v is None:
+            continue
         if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
             raise bad(f"input.{key}", f"an integer in [{lo}, {hi}]", v)
+    if meta.get("preprocessing") is not None:
+        try:
+            prep = Preprocessing.from_dict(meta["preprocessing"])
+        except ConfigError as exc:
+            raise BundleError(f"{path}: {exc}: re-export the bundle") from None
+        hw = (inp["size"], inp.get("width") or inp["size"])
+        if prep.input_hw != hw:
+            raise bad("preprocessing", f"an input of {hw[0]}x{hw[1]} like input.size/width", meta["preprocessing"])
     files = meta.get("files")
     if not isinstance(files, dict) or not files:
         raise bad("files", "an object of file name -> sha256", files)
@@ -252,6 +321,15 @@ def validate_metadata(meta: dict[str, Any], path: str | Path = METADATA) -> None
     if norm is not None:
         if not isinstance(norm, dict) or not all(_number(norm.get(k)) for k in ("min", "max")) or norm["max"] < norm["min"]:
             raise bad("thresholds.normalisation", "an object with numbers min <= max", norm)
+
+
+def bundle_preprocessing(meta: dict[str, Any]) -> Preprocessing:
+    """A bundle's preprocessing: its record, or (bundles made before ROIs and tiles) the plain resize."""
+    inp = meta["input"]
+    top_k = int((meta.get("inference") or {}).get("top_k", 50))
+    if meta.get("preprocessing"):
+        return Preprocessing.from_dict(meta["preprocessing"])
+    return Preprocessing.plain((int(inp["size"]), int(inp.get("width") or inp["size"])), top_k)
 
 
 def set_thresholds(folder: str | Path, image: float | None = None, pixel: float | None = None) -> dict[str, Any]:
@@ -308,7 +386,11 @@ def checkpoint_bundle(model: Any, payload: dict[str, Any], path: Path, runner: R
         labels = np.r_[np.zeros(len(normal)), np.ones(len(synthetic))]
         thresholds = Thresholds.from_labelled_scores(labels, np.r_[normal, synthetic], None,
                                                      "held-out validation scores of the checkpoint")
-    meta = {"backend": "pytorch", "precision": "fp32", "input": {"size": model.config.image_size, "batch": 1},
+    from ..data.framing import preprocessing_of
+
+    h, w = model.config.input_hw
+    meta = {"backend": "pytorch", "precision": "fp32", "input": {"size": h, "width": w, "batch": 1},
+            "preprocessing": preprocessing_of(model.config, payload).to_dict(),
             "thresholds": thresholds.to_dict(), "preset": model.config.preset, "target": {"name": "pytorch"}}
     return Bundle(path, meta, runner or TorchRunner(model))
 

@@ -204,12 +204,10 @@ def run_stream(bundle: Bundle, source: str, opts: RunOptions, on_frame: Callable
     try:
         for group in _groups(src.frames(), max(1, opts.requests)):
             t0 = time.perf_counter()
-            batches = [bundle.preprocess(frame.image, bgr=frame.bgr)[None] for frame in group]
+            # One batch per frame: one input, or all tiles of a tiled bundle's frame.
+            prepared = [bundle.prepare_frame(frame.image, bgr=frame.bgr) for frame in group]
             t1 = time.perf_counter()
-            if len(batches) == 1:
-                results = [bundle.predict_batch(batches[0])[0]]
-            else:
-                results = [r[0] for r in bundle.predict_many(batches)]
+            results = bundle.predict_frames(prepared)
             t2 = time.perf_counter()
             # per frame: the group's stage times shared out (one frame when requests == 1)
             pre_ms, infer_ms = (t1 - t0) * 1000 / len(group), (t2 - t1) * 1000 / len(group)

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import cv2
 
-from ..data.preprocess import find_images, preprocess, read_image
+from ..data.preprocess import find_images, read_image
 from ..errors import ConfigError, DaeError, MissingDependencyError
 from ..files import write_csv, write_json
 from ..paths import OutputPathError, check_output_dir
@@ -54,7 +54,7 @@ def predict_files(bundle: Bundle, files: list[Path], out_dir: Path | None = None
     for f in files:
         try:
             rgb = read_image(f)
-            result = bundle.predict_batch(preprocess(rgb, bundle.size)[None])[0]
+            result = bundle.predict(rgb)
         except MissingDependencyError:  # the backend is not installed: no file can be scored
             raise
         except DaeError as exc:

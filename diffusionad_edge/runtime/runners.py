@@ -49,8 +49,8 @@ class Runner(ABC):
 
     def __init__(self, fixed_batch: int | None = None):
         self.fixed_batch = fixed_batch
-        #: the input side the bundle's metadata announces; checked against the model file on activation
-        self.expected_size: int | None = None
+        #: the input (height, width) the bundle's metadata announces; checked against the model file on activation
+        self.expected_hw: tuple[int, int] | None = None
         self.is_active = False
         #: the precision the backend really computes in, once known (e.g. OpenVINO on AMX: bf16)
         self.runtime_precision: str | None = None
@@ -67,14 +67,16 @@ class Runner(ABC):
         return None
 
     def _check_input(self) -> None:
-        shape = self.model_input_shape() if self.expected_size is not None else None
+        shape = self.model_input_shape() if self.expected_hw is not None else None
         if not shape or len(shape) != 4:
             return
         h, w = shape[2], shape[3]
-        if all(isinstance(d, int) for d in (h, w)) and (h, w) != (self.expected_size, self.expected_size):
+        if all(isinstance(d, int) for d in (h, w)) and (h, w) != tuple(self.expected_hw):
+            eh, ew = self.expected_hw
+            said = f"input.size {eh}" if eh == ew else f"input {eh}x{ew} (HxW)"
             self.deactivate()
-            raise ModelInputError(f"the model file takes {h}x{w} images but the bundle's metadata says input.size "
-                                  f"{self.expected_size}: the bundle is inconsistent, re-export it")
+            raise ModelInputError(f"the model file takes {h}x{w} images but the bundle's metadata says {said}: "
+                                  "the bundle is inconsistent, re-export it")
 
     def deactivate(self) -> None:
         if self.is_active:

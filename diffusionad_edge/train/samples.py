@@ -19,14 +19,17 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..data.foreground import foreground_for
-from ..data.preprocess import read_image, resize_image, to_chw_float
+from ..data.framing import Preprocessing, as_preprocessing
+from ..data.preprocess import read_image, to_chw_float
 from ..data.synthesis import AnomalySynthesizer
 from ..errors import DataError
 
 
-def load_foreground_masks(paths: Sequence[Path], folder: str | Path, size: int) -> list[np.ndarray]:
+def load_foreground_masks(paths: Sequence[Path], folder: str | Path, size: int | tuple[int, int] | Preprocessing) -> list[np.ndarray]:
     """The user's foreground masks, one per training image: ``<folder>/<stem>.png`` or
-    ``<folder>/<stem>_mask.png`` (nonzero = where anomalies may be synthesised), resized to ``size``."""
+    ``<folder>/<stem>_mask.png`` (nonzero = where anomalies may be synthesised), brought to the
+    training images' geometry (``size``, or the ROI and input size of a :class:`Preprocessing`)."""
+    prep = as_preprocessing(size)
     from ..data.preprocess import read_mask
 
     folder = Path(folder)
@@ -38,18 +41,26 @@ def load_foreground_masks(paths: Sequence[Path], folder: str | Path, size: int) 
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             raise DataError(f"no foreground mask for training image {p}: expected {candidates[0]}")
-        m = read_mask(found, size)
+        m = prep.training_mask(read_mask(found))
         if not m.any():
             raise DataError(f"foreground mask is empty: {found}")
         masks.append(m > 0)
     return masks
 
 
-def load_images(paths: Sequence[Path], size: int) -> list[np.ndarray]:
-    """Read and resize images once (RGB uint8 size x size x 3): the training set lives in memory."""
+def load_images(paths: Sequence[Path], size: int | tuple[int, int] | Preprocessing) -> list[np.ndarray]:
+    """Read and prepare images once: the training set lives in memory. ``size``: resize to S x S or
+    (H, W); a :class:`Preprocessing`: its ROI, then its input size (or full resolution when tiled)."""
     if not paths:
         raise DataError("no training images")
-    return [resize_image(read_image(p), size) for p in paths]
+    prep = as_preprocessing(size)
+    out = []
+    for p in paths:
+        try:
+            out.append(prep.training_image(read_image(p)))
+        except DataError as exc:
+            raise DataError(f"{exc}: {p}") from None
+    return out
 
 
 class SyntheticAnomalySamples(Dataset):

@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import ModelConfig, TrainConfig
+from ..data.framing import Preprocessing, preprocessing_of
 from ..data.mvtec import MVTecCategory, split_train_val
 from ..data.preprocess import to_chw_float
 from ..data.synthesis import AnomalySynthesizer
@@ -178,6 +179,7 @@ class Trainer:
         device: str = "auto",
         resume: str | Path | None = None,
         overwrite: bool = False,
+        preprocessing: Preprocessing | None = None,
     ):
         self.cfg = train_config.validate()
         self.dataset = dataset
@@ -199,6 +201,7 @@ class Trainer:
             if "optim_denoiser" not in resume_payload:
                 raise CheckpointError(f"{resume} has no optimiser state: it cannot be resumed")
             model_config = ModelConfig.from_json(resume_payload["model_config"])
+            preprocessing = preprocessing_of(model_config, resume_payload)  # a resumed run keeps its ROI and tiles
             # A resumed run continues with its own recipe (else it would not equal the
             # uninterrupted run); only the run length and the machinery may change.
             stored = resume_payload.get("train_config")
@@ -207,12 +210,20 @@ class Trainer:
                             num_workers=self.cfg.num_workers, precision=self.cfg.precision, amp=self.cfg.amp)
                 self.cfg = TrainConfig.from_dict({**stored, **keep}).validate()
 
+        # What the networks see: the ROI, resized to the input size or cut into tiles (data/framing.py).
+        self.preprocessing = preprocessing or preprocessing_of(model_config)
+        if self.preprocessing.input_hw != model_config.input_hw:
+            raise ConfigError(f"preprocessing input {self.preprocessing.input_hw} differs from the model's {model_config.input_hw}")
         crop = self.cfg.crop_size
+        if crop is None and self.preprocessing.tile is not None:
+            # Tiled: random tile-sized crops of the full-resolution images.
+            self.cfg = TrainConfig.from_dict({**self.cfg.to_dict(), "crop_size": self.preprocessing.tile})
+            crop = self.cfg.crop_size
         if crop is not None:
             div = model_config.size_divisor
-            if crop > model_config.image_size or crop % div:
+            if crop > min(model_config.input_hw) or crop % div:
                 raise ConfigError(
-                    f"--crop-size {crop} must be at most {model_config.image_size} and a multiple of {div} "
+                    f"--crop-size {crop} must be at most {min(model_config.input_hw)} and a multiple of {div} "
                     f"for preset {model_config.preset!r}"
                 )
         torch.manual_seed(self.cfg.seed)
@@ -247,14 +258,14 @@ class Trainer:
 
         train_paths, self.val_paths = split_train_val(dataset.train_images, self.cfg.val_fraction, self.cfg.seed)
         self.train_paths = train_paths
-        size = self.model.config.image_size
+        prep = self.preprocessing
         self.synthesizer = AnomalySynthesizer(
             self.cfg.textures, foreground_mode=self.cfg.foreground, kinds=self.cfg.synthesis
         )
         self.samples = SyntheticAnomalySamples(
-            load_images(train_paths, size), self.synthesizer, self.cfg.batch_size, self.cfg.seed, self.cfg.foreground,
+            load_images(train_paths, prep), self.synthesizer, self.cfg.batch_size, self.cfg.seed, self.cfg.foreground,
             crop_size=self.cfg.crop_size,
-            user_masks=load_foreground_masks(train_paths, self.cfg.foreground_masks, size) if self.cfg.foreground_masks else None,
+            user_masks=load_foreground_masks(train_paths, self.cfg.foreground_masks, prep) if self.cfg.foreground_masks else None,
         )
 
     # -- persistence ---------------------------------------------------------------------------
@@ -271,6 +282,7 @@ class Trainer:
             precision=self.precision,
             step=self.step,
             train_config=self.cfg.to_dict(),
+            preprocessing=self.preprocessing.to_dict(),
             optim_denoiser=self.opt_denoiser.state_dict(),
             optim_segmenter=self.opt_segmenter.state_dict(),
             scaler=self.scaler.state_dict() if self.use_amp else {},
@@ -424,9 +436,9 @@ class Trainer:
             return {}
         net = self.ema.model if self.ema is not None else self.model
         net.eval()
-        size = net.config.image_size
-        images = load_images(self.val_paths, size)
         rng = np.random.default_rng([self.cfg.seed, 999_999])
+        # One network-sized view per held-out image (a random tile of a tiled model's image).
+        images = [self.preprocessing.view(img, rng) for img in load_images(self.val_paths, self.preprocessing)]
         anomalous = [self.synthesizer.synthesize(img, rng)[0] for img in images]
         batch = torch.from_numpy(np.stack([to_chw_float(img) for img in images + anomalous]))
         scores = [net.detect(chunk.to(self.device)).score.cpu() for chunk in batch.split(8)]
