@@ -51,7 +51,7 @@ def train(
     workers: int = typer.Option(_DEFAULTS.num_workers, help="Data-loader worker processes for anomaly synthesis."),
     crop_size: Optional[int] = typer.Option(None, help="Train on random square patches of this size (fully convolutional nets still run on whole images): much cheaper steps. 0: whole images." + _recipe_help("crop_size")),
     minutes: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many minutes of training (counted across --resume) even if --steps is not reached."),
-    input_size: Optional[str] = typer.Option(None, help="Network input N or HxW (height x width), e.g. 256x640 for parts 2.5x wider than tall: long parts are not squashed. Both sides multiples of the preset's divisor (edge: 16). Default: the preset's square."),
+    input_size: Optional[str] = typer.Option(None, help="Network input N or HxW (height x width), e.g. 256x640 for parts 2.5x wider than tall: long parts are not squashed. Both sides multiples of the preset's divisor (edge: 32). Default: the preset's square."),
     roi: Optional[str] = typer.Option(None, help="Region of interest x,y,w,h in pixels of the full image: only it is trained on and inspected (the map is placed back at frame size); stored in the model."),
     tile: Optional[int] = typer.Option(None, min=1, help="Train and infer on square tiles of this size cut from the full-resolution image (or ROI) instead of resizing it: for defects a few pixels wide on large images."),
     tile_overlap: int = typer.Option(32, min=0, help="With --tile: pixels by which neighbouring tiles overlap."),

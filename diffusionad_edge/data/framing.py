@@ -130,7 +130,7 @@ class Preprocessing:
         try:
             return TileGrid(int(region_hw[0]), int(region_hw[1]), self.tile, self.overlap)
         except DataError as exc:
-            where = f" (the ROI {self.roi})" if self.roi is not None else ""
+            where = f" (the region of interest {self.roi})" if self.roi is not None else ""
             raise DataError(f"{exc}{where}") from None
 
     def network_images(self, rgb: np.ndarray) -> tuple[np.ndarray, FrameLayout]:

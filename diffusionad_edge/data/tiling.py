@@ -61,7 +61,7 @@ class TileGrid:
     def __post_init__(self) -> None:
         if self.tile > self.height or self.tile > self.width:
             raise DataError(f"tile {self.tile} is larger than the image ({self.width}x{self.height}, WxH): "
-                            "use a smaller --tile (or no tiling)")
+                            "use a smaller --tile, or no tiling")
 
     @property
     def origins(self) -> list[tuple[int, int]]:

@@ -183,19 +183,22 @@ def _check_set(payload: dict[str, Any], prep: Preprocessing | int | tuple[int, i
 
 def _tiled_frames(payload: dict[str, Any], prep: Preprocessing, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
     """Whole frames for a tiled model's thresholds (its score is a frame's, not a tile's): the held-out
-    normals' regions at full resolution, and copies with a synthetic anomaly made on one random tile."""
+    normals, and copies with a synthetic anomaly made on one random tile of their region. Returns the
+    frames, their labels and their masks over the region (the ROI, or the whole frame)."""
     root, names = _held_out(payload)
-    normals = [prep.training_image(read_image(root / n)) for n in names]
+    normals = [read_image(root / n) for n in names]
     train_cfg = payload.get("train_config", {})
     synth = AnomalySynthesizer(foreground_mode=train_cfg.get("foreground", "auto"))
     rng = np.random.default_rng([seed, 4244])
-    frames, masks = list(normals), [np.zeros(n.shape[:2], np.float32) for n in normals]
+    frames, masks = list(normals), [np.zeros(prep.region(n).shape[:2], np.float32) for n in normals]
     t = prep.tile
     for img in normals:
-        y, x = int(rng.integers(img.shape[0] - t + 1)), int(rng.integers(img.shape[1] - t + 1))
-        bad, m = synth.synthesize(np.ascontiguousarray(img[y : y + t, x : x + t]), rng)
-        frame, mask = img.copy(), np.zeros(img.shape[:2], np.float32)
-        frame[y : y + t, x : x + t], mask[y : y + t, x : x + t] = bad, m
+        frame = img.copy()
+        region = prep.region(frame)  # a view: writing into it writes into the frame
+        y, x = int(rng.integers(region.shape[0] - t + 1)), int(rng.integers(region.shape[1] - t + 1))
+        bad, m = synth.synthesize(np.ascontiguousarray(region[y : y + t, x : x + t]), rng)
+        mask = np.zeros(region.shape[:2], np.float32)
+        region[y : y + t, x : x + t], mask[y : y + t, x : x + t] = bad, m
         frames.append(frame)
         masks.append(mask)
     return frames, np.r_[np.zeros(len(normals)), np.ones(len(normals))], masks

@@ -146,11 +146,14 @@ class Bundle:
         return preprocess(img, self.input_hw)
 
     def _region(self, rgb: np.ndarray) -> np.ndarray:
+        roi = self.preprocessing.roi
+        if roi is None:
+            return rgb
         try:
-            return self.preprocessing.region(rgb)
+            roi.check(rgb.shape[:2], "camera frame")
         except DataError as exc:
-            raise DataError(f"{exc}: the model's region of interest does not fit this camera's resolution; "
-                            "set one that fits with `dae run --roi x,y,w,h`") from None
+            raise DataError(f"{exc}: set a region of interest that fits this camera with `dae run --roi x,y,w,h`") from None
+        return roi.crop(rgb)
 
     def prepare_frame(self, image: np.ndarray | str | Path, bgr: bool = False) -> FrameInput:
         """A frame (path or array, RGB unless ``bgr``) -> its network batch and layout."""
