@@ -153,10 +153,9 @@ class ModelConfig:
         divisor = self.size_divisor
         h, w = self.input_hw
         if h % divisor or w % divisor or min(h, w) < 1:
-            shown = f"{h}" if h == w else f"{h}x{w} (HxW)"
+            what = f"input size {h} must be a multiple" if h == w else f"input size {h}x{w} (HxW): both sides must be multiples"
             raise ConfigError(
-                f"input size {shown}: both sides must be multiples of {divisor} for preset "
-                f"{self.preset!r} (its stem and U-Net levels halve the size that often)"
+                f"{what} of {divisor} for preset {self.preset!r} (its stem and U-Net levels halve the size that often)"
             )
         if h * w < d.top_k:
             raise ConfigError(f"top_k={d.top_k} exceeds the number of pixels")

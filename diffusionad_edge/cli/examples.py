@@ -6,9 +6,8 @@ _EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "train": [
         ("dae train --data /data/mvtec --category bottle --preset edge --minutes 40 --out runs/bottle.pt", "MVTec category, 40 min"),
         ("dae train --preset tiny --steps 200 --out runs/demo.pt", "built-in synthetic data, a quick run"),
-        ("dae train --data /data/rails --input-size 256x640 --roi 0,180,2400,960 --out runs/rail.pt",
-         "long parts: region of interest, 1:2.5 input instead of a squashed square"),
-        ("dae train --data /data/rails --tile 256 --tile-overlap 32 --out runs/rail-tiles.pt", "hairline defects: full-resolution tiles"),
+        ("dae train --data /data/rails --roi 0,180,2400,960 --tile 256 --tile-overlap 32 --out runs/rail.pt",
+         "long parts, hairline defects: the region of interest in full-resolution tiles"),
     ],
     "eval": [
         ("dae eval runs/bottle.pt", "test split of the data it was trained on"),
@@ -32,7 +31,6 @@ _EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("dae run --model exports/bottle-openvino-cpu-int8 --camera 0", "live camera, window and status line"),
         ("dae run --model exports/bottle-openvino-cpu-int8 --source line.mp4 --save out.mp4 --events ev.jsonl", "video file"),
         ("dae run --model runs/bottle.pt --source 'parts/*.png' --no-show --json", "checkpoint on a folder, JSON summary"),
-        ("dae run --model exports/rail-openvino-cpu-fp32 --camera 0 --roi 40,200,2400,960", "the camera moved: another ROI"),
     ],
     "predict": [
         ("dae predict parts/ --model exports/bottle-openvino-cpu-int8", "table of scores and OK/NG"),

@@ -322,6 +322,10 @@ def test_metadata_is_integrity_checked_and_validated(ort_fp32, tmp_path):
     # an input size the model file does not take: one line on first use, not an ONNX Runtime traceback
     bad = copy.deepcopy(original)
     bad["input"]["size"] = 128
+    with pytest.raises(BundleError, match="preprocessing must be an input of 128x64"):  # size, width and preprocessing disagree
+        path.write_text(_reseal(bad))
+        load_bundle(bundle)
+    bad["input"]["width"], bad["preprocessing"]["height"], bad["preprocessing"]["width"] = 128, 128, 128
     path.write_text(_reseal(bad))
     with load_bundle(bundle) as art, pytest.raises(ModelInputError, match="takes 64x64 images .* input.size 128"):
         art.predict(np.zeros((64, 64, 3), np.uint8))

@@ -1,0 +1,161 @@
+"""Small defects on long parts: squashed square vs rectangular input vs full-resolution tiles.
+
+Trains one model per pipeline for the same number of training minutes (the training steps' own
+wall time, measured in the process) on the same data, then evaluates every model at the same
+resolution, the images' full resolution (maps resized bilinearly, masks by nearest neighbour), so
+that pixel AP measures what a user sees on the frame:
+
+* ``squashed``: the whole image resized to the preset's square (256x256), as before issue 17;
+* ``rect``: resized to a rectangle of the data's aspect (``--rect``, default 256x640);
+* ``tiled``: tiles of ``--tile`` (default 256, overlap 32) cut from the full-resolution image;
+* ``roi-tiled``: the same tiles, only inside ``--roi`` (default: the part's band of the frame).
+
+Data: the built-in ``long-part`` category (1:2.5 images, 2-4 px scratches and cracks at full
+resolution), generated with ``--height`` (default 384: 384x960 images), or any MVTec-layout
+category with ``--data`` (e.g. Magnetic Tile). Every pipeline uses the preset's recommended
+recipe (for ``edge``: random 128 px training crops, so a training step costs the same in every
+pipeline; only where the crops come from differs).
+
+Usage (a fair comparison needs an otherwise idle machine; minutes are per pipeline)::
+
+    python benchmarks/long_parts.py --minutes 10 --out benchmarks/results/long_parts
+    python benchmarks/long_parts.py --data ../shared/data/magnetic_tile --rect 256x256 --minutes 10
+
+Writes ``long_parts.json`` and ``long_parts.md`` (a table) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def _pipelines(args) -> dict[str, dict]:
+    from diffusionad_edge.data.framing import parse_input_size
+    from diffusionad_edge.data.roi import parse_roi
+
+    rect = parse_input_size(args.rect)
+    roi = parse_roi(args.roi) if args.roi else None
+    return {
+        "squashed": dict(hw=None, roi=None, tile=None),
+        "rect": dict(hw=rect, roi=None, tile=None),
+        "tiled": dict(hw=(args.tile, args.tile), roi=None, tile=args.tile),
+        "roi-tiled": dict(hw=(args.tile, args.tile), roi=roi, tile=args.tile),
+    }
+
+
+def _train(name: str, spec: dict, args, dataset, out: Path) -> tuple[Path, dict]:
+    from diffusionad_edge.config import RECOMMENDED_TRAINING, TrainConfig, preset
+    from diffusionad_edge.data.framing import Preprocessing
+    from diffusionad_edge.train.trainer import Trainer
+
+    mc = preset(args.preset)
+    if spec["hw"] is not None:
+        mc = mc.with_input(spec["hw"]).validate()
+    prep = Preprocessing(*mc.input_hw, roi=spec["roi"], tile=spec["tile"], overlap=args.overlap if spec["tile"] else 0,
+                         blend=args.blend, top_k=mc.diffusion.top_k)
+    recipe = dict(RECOMMENDED_TRAINING.get(args.preset, {}))
+    if (recipe.get("crop_size") or 0) >= min(mc.input_hw):
+        recipe["crop_size"] = None
+    cfg = TrainConfig(steps=10**7, seed=args.seed, checkpoint_every=0, **recipe)
+    path = out / f"{name}.pt"
+    trainer = Trainer(mc, cfg, dataset, path, device="cpu", overwrite=True, preprocessing=prep)
+    print(f"[{name}] training {prep.describe()} for {args.minutes} min ...", flush=True)
+    result = trainer.fit(time_budget_s=args.minutes * 60)
+    return path, {"steps": result.step, "train_minutes": trainer.train_seconds / 60, "preprocessing": prep.describe()}
+
+
+def _evaluate(path: Path, dataset, metric_hw, limit) -> dict:
+    from diffusionad_edge.data.framing import preprocessing_of
+    from diffusionad_edge.evaluate.evaluator import evaluate
+    from diffusionad_edge.models.checkpoint_io import load_model
+    from diffusionad_edge.runtime.runners import TorchRunner
+
+    model, payload = load_model(path)
+    prep = preprocessing_of(model.config, payload)
+    t0 = time.perf_counter()
+    res = evaluate(dataset, TorchRunner(model), prep, batch_size=8, limit=limit, metric_hw=metric_hw)
+    return {"overall": res.overall, "per_type": res.per_type, "seconds_per_image": res.seconds_per_image,
+            "eval_seconds": time.perf_counter() - t0}
+
+
+def _table(rows: dict, meta: dict) -> str:
+    lines = [f"Data: {meta['data']}; preset {meta['preset']}, {meta['minutes']} training minutes per pipeline; "
+             f"metrics at {meta['metric_hw'][0]}x{meta['metric_hw'][1]} (HxW, full resolution); {meta['machine']}.", "",
+             "| pipeline | input | steps | image AUROC | pixel AP | pixel AUROC | AUPRO | PyTorch ms / image |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in rows.items():
+        o = r["overall"]
+        lines.append(f"| {name} | {r['preprocessing']} | {r['steps']} | {o['image_auroc']:.3f} | {o['pixel_ap']:.3f} | "
+                     f"{o['pixel_auroc']:.3f} | {o['aupro']:.3f} | {1000 * r['seconds_per_image']:.0f} |")
+    base = rows.get("squashed", {}).get("overall", {}).get("pixel_ap")
+    if base:
+        lines += ["", "Pixel AP relative to squashed: " + ", ".join(
+            f"{n} {r['overall']['pixel_ap'] / base:.1f}x" for n, r in rows.items() if n != "squashed")]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=None, help="MVTec-layout category folder (default: generate long-part)")
+    ap.add_argument("--height", type=int, default=384, help="height of the generated long-part images (width 2.5x)")
+    ap.add_argument("--n-train", type=int, default=60)
+    ap.add_argument("--n-test", type=int, default=10, help="generated test images per defect type (and good)")
+    ap.add_argument("--preset", default="edge")
+    ap.add_argument("--minutes", type=float, default=10.0, help="training minutes per pipeline")
+    ap.add_argument("--rect", default="256x640", help="input HxW of the rect pipeline")
+    ap.add_argument("--tile", type=int, default=256)
+    ap.add_argument("--overlap", type=int, default=32)
+    ap.add_argument("--blend", default="mean", choices=("mean", "max"))
+    ap.add_argument("--roi", default=None, help="x,y,w,h of roi-tiled (default for long-part: the part's band)")
+    ap.add_argument("--pipelines", default="squashed,rect,tiled", help="comma-separated, of squashed, rect, tiled, roi-tiled")
+    ap.add_argument("--limit", type=int, default=None, help="evaluate at most N test images")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/long_parts"))
+    args = ap.parse_args()
+
+    import torch
+
+    from diffusionad_edge.bench.machine import describe_machine
+    from diffusionad_edge.data.builtin import LONG_PART, generate_dataset
+    from diffusionad_edge.data.long_part import long_part_shape
+    from diffusionad_edge.data.mvtec import MVTecCategory
+    from diffusionad_edge.data.preprocess import read_image
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.data is None:
+        root = args.out / "data"
+        generate_dataset(root, category=LONG_PART, n_train=args.n_train, n_test_good=args.n_test,
+                         n_test_per_defect=args.n_test, size=args.height, seed=args.seed)
+        dataset = MVTecCategory(root, LONG_PART)
+        if args.roi is None:  # the band the part can occupy (see data/long_part.py), with a margin
+            h, w = long_part_shape(args.height)
+            args.roi = f"0,{int(0.16 * h)},{w},{int(0.68 * h)}"
+    else:
+        dataset = MVTecCategory(args.data)
+    names = [n.strip() for n in args.pipelines.split(",") if n.strip()]
+    specs = _pipelines(args) if args.roi or "roi-tiled" not in names else None
+    if specs is None:
+        raise SystemExit("roi-tiled needs --roi x,y,w,h for your data")
+    metric_hw = read_image(dataset.test_samples[0].image_path).shape[:2]
+    rows = {}
+    for name in names:
+        path, info = _train(name, specs[name], args, dataset, args.out)
+        info.update(_evaluate(path, dataset, metric_hw, args.limit))
+        rows[name] = info
+        print(f"[{name}] {info['steps']} steps: {json.dumps({k: round(v, 4) for k, v in info['overall'].items()})}", flush=True)
+    machine = describe_machine()
+    meta = {"data": str(dataset.path), "preset": args.preset, "minutes": args.minutes, "metric_hw": list(metric_hw),
+            "machine": f"{machine.get('cpu', 'CPU')}, torch threads {torch.get_num_threads()}"}
+    (args.out / "long_parts.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    (args.out / "long_parts.md").write_text(_table(rows, meta))
+    print(_table(rows, meta))
+
+
+if __name__ == "__main__":
+    main()
