@@ -135,7 +135,8 @@ def main() -> None:
         dataset = MVTecCategory(root, LONG_PART)
         if args.roi is None:  # the band the part can occupy (see data/long_part.py), with a margin
             h, w = long_part_shape(args.height)
-            args.roi = f"0,{int(0.16 * h)},{w},{int(0.68 * h)}"
+            band = min(h, max(int(0.68 * h), args.tile))  # at least one tile tall
+            args.roi = f"0,{min(int(0.16 * h), h - band)},{w},{band}"
     else:
         dataset = MVTecCategory(args.data)
     names = [n.strip() for n in args.pipelines.split(",") if n.strip()]

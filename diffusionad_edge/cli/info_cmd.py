@@ -31,6 +31,8 @@ def info(
     if checkpoint is not None:
         model, payload = load_model(checkpoint)
         extra = {"checkpoint": str(checkpoint), "step": payload.get("step")}
+        if payload.get("preprocessing"):
+            extra["preprocessing"] = {k: v for k, v in payload["preprocessing"].items() if k != "resize"}
     else:
         with torch.device("meta"):
             model = DiffusionAD(get_preset(preset))  # shapes only: nothing is allocated
@@ -39,6 +41,7 @@ def info(
     row = {
         "preset": cfg.preset,
         "image_size": cfg.image_size,
+        "input_hw": list(cfg.input_hw),
         "denoiser_params": c.denoiser_params,
         "segmenter_params": c.segmenter_params,
         "total_params": c.total_params,
@@ -55,7 +58,7 @@ def info(
         return
     from rich.table import Table
 
-    table = Table(title=f"DiffusionAD preset {cfg.preset!r} at {cfg.image_size}x{cfg.image_size}")
+    table = Table(title=f"DiffusionAD preset {cfg.preset!r} at {cfg.input_hw[0]}x{cfg.input_hw[1]}")
     table.add_column("")
     table.add_column("parameters", justify="right")
     table.add_column("GFLOP / image", justify="right")
