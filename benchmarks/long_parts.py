@@ -22,6 +22,10 @@ Usage (a fair comparison needs an otherwise idle machine; minutes are per pipeli
     python benchmarks/long_parts.py --data ../shared/data/magnetic_tile --rect 256x256 --minutes 10
 
 Writes ``long_parts.json`` and ``long_parts.md`` (a table) into ``--out``.
+
+``--contrast`` measures instead, with no training, what each input keeps of the generated defects:
+the peak gray-level change a defect causes, after resizing the defective and the defect-free image
+alike to each pipeline's input, as a share of its change at full resolution (seconds of CPU).
 """
 
 from __future__ import annotations
@@ -81,6 +85,31 @@ def _evaluate(path: Path, dataset, metric_hw, limit) -> dict:
             "eval_seconds": time.perf_counter() - t0}
 
 
+def defect_contrast(height: int, n: int, sizes: dict[str, tuple[int, int] | None], seed: int = 0) -> dict[str, float]:
+    """Mean over generated long-part defects of (peak |defective - clean| after resizing to each size)
+    / (the same at full resolution); None = full resolution (1.0 by definition)."""
+    import numpy as np
+
+    from diffusionad_edge.data.builtin import ALL_CATEGORIES, LONG_PART
+    from diffusionad_edge.data.long_part import LONG_PART_DEFECTS, long_part
+    from diffusionad_edge.data.preprocess import resize_to
+
+    cat_id = ALL_CATEGORIES.index(LONG_PART)
+    kept: dict[str, list[float]] = {name: [] for name in sizes}
+    for k, draw in enumerate(LONG_PART_DEFECTS.values()):
+        for i in range(n):
+            rng = np.random.default_rng([seed, cat_id, 100 + k, i])
+            clean, box = long_part(height, rng)
+            bad, mask = draw(clean, box, rng)
+            if not mask.any():
+                continue
+            full = float(np.abs(bad - clean)[..., 0].max())
+            for name, hw in sizes.items():
+                a, b = (clean, bad) if hw is None else (resize_to(clean, *hw), resize_to(bad, *hw))
+                kept[name].append(float(np.abs(b - a)[..., 0].max()) / full)
+    return {name: float(np.mean(v)) for name, v in kept.items()}
+
+
 def _table(rows: dict, meta: dict) -> str:
     lines = [f"Data: {meta['data']}; preset {meta['preset']}, {meta['minutes']} training minutes per pipeline; "
              f"metrics at {meta['metric_hw'][0]}x{meta['metric_hw'][1]} (HxW, full resolution); {meta['machine']}.", "",
@@ -115,7 +144,19 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/long_parts"))
+    ap.add_argument("--contrast", action="store_true", help="only measure the defect contrast each input keeps (no training)")
     args = ap.parse_args()
+    if args.contrast:
+        from diffusionad_edge.data.framing import parse_input_size
+        from diffusionad_edge.data.long_part import long_part_shape
+
+        sizes = {"squashed 256x256": (256, 256), f"rect {args.rect}": parse_input_size(args.rect),
+                 f"tiles (full resolution, {'x'.join(map(str, long_part_shape(args.height)))})": None}
+        kept = defect_contrast(args.height, args.n_test, sizes, args.seed)
+        print("| input | defect contrast kept |\n|---|---:|")
+        for name, v in kept.items():
+            print(f"| {name} | {100 * v:.0f}% |")
+        return
 
     import torch
 
