@@ -23,6 +23,11 @@ Usage (a fair comparison needs an otherwise idle machine; minutes are per pipeli
 
 Writes ``long_parts.json`` and ``long_parts.md`` (a table) into ``--out``.
 
+``--latency`` measures instead, with untrained weights (speed does not depend on them), the
+frame-to-map latency of each pipeline in PyTorch on a frame of the generated size, through the same
+``Bundle`` frame path ``dae run`` takes (median of ``--iterations``, rounds interleaved so that a
+changing machine load hits every pipeline alike).
+
 ``--contrast`` measures instead, with no training, what each input keeps of the generated defects:
 the peak gray-level change a defect causes, after resizing the defective and the defect-free image
 alike to each pipeline's input, as a share of its change at full resolution (seconds of CPU).
@@ -110,6 +115,42 @@ def defect_contrast(height: int, n: int, sizes: dict[str, tuple[int, int] | None
     return {name: float(np.mean(v)) for name, v in kept.items()}
 
 
+def latency(args) -> dict[str, dict[str, float]]:
+    import numpy as np
+    import torch
+
+    from diffusionad_edge.bench.benchmark import time_pipeline
+    from diffusionad_edge.config import preset
+    from diffusionad_edge.data.framing import Preprocessing
+    from diffusionad_edge.data.long_part import long_part_shape
+    from diffusionad_edge.models.detector import DiffusionAD
+    from diffusionad_edge.runtime.bundle import checkpoint_bundle
+
+    frame_hw = long_part_shape(args.height)
+    bundles = {}
+    torch.manual_seed(0)
+    for name, spec in _pipelines(args).items():
+        if name not in args.pipelines.split(","):
+            continue
+        mc = preset(args.preset) if spec["hw"] is None else preset(args.preset).with_input(spec["hw"]).validate()
+        prep = Preprocessing(*mc.input_hw, roi=spec["roi"], tile=spec["tile"], overlap=args.overlap if spec["tile"] else 0,
+                             top_k=mc.diffusion.top_k)
+        bundles[name] = checkpoint_bundle(DiffusionAD(mc).eval(), {"preprocessing": prep.to_dict()}, Path(name))
+    times: dict[str, list[float]] = {n: [] for n in bundles}
+    for b in bundles.values():  # warm-up
+        time_pipeline(b, 1, 1, 1, frame_hw=frame_hw)
+    for _ in range(args.iterations):
+        for name, b in bundles.items():
+            lat, _ = time_pipeline(b, 1, 0, 1, frame_hw=frame_hw)
+            times[name].append(lat["total"]["mean"])
+    out = {}
+    for name, b in bundles.items():
+        frame = np.zeros((*frame_hw, 3), np.uint8)
+        passes = b.prepare_frame(frame).layout.count if not b.preprocessing.is_plain else 1
+        out[name] = {"ms_per_frame": float(np.median(times[name])), "passes": passes}
+    return out
+
+
 def _table(rows: dict, meta: dict) -> str:
     lines = [f"Data: {meta['data']}; preset {meta['preset']}, {meta['minutes']} training minutes per pipeline; "
              f"metrics at {meta['metric_hw'][0]}x{meta['metric_hw'][1]} (HxW, full resolution); {meta['machine']}.", "",
@@ -144,8 +185,22 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/long_parts"))
+    ap.add_argument("--latency", action="store_true", help="only measure frame latency per pipeline (untrained weights, PyTorch)")
+    ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--contrast", action="store_true", help="only measure the defect contrast each input keeps (no training)")
     args = ap.parse_args()
+    if args.latency:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        if args.roi is None:
+            args.roi = "0,0,1,1"  # unused unless roi-tiled is asked for
+        res = latency(args)
+        print(f"| pipeline | network passes per frame | PyTorch ms per frame (median of {args.iterations}) |\n|---|---:|---:|")
+        for name, r in res.items():
+            print(f"| {name} | {r['passes']} | {r['ms_per_frame']:.0f} |")
+        return
     if args.contrast:
         from diffusionad_edge.data.framing import parse_input_size
         from diffusionad_edge.data.long_part import long_part_shape
