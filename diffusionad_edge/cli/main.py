@@ -50,7 +50,25 @@ def _hide_flag_types() -> None:
     option.display_type_rich = display_type_rich
 
 
+def _plain_usage_arguments() -> None:
+    """Typer (0.2x) writes a required argument in braces on the usage line (``dae eval [OPTIONS]
+    {CHECKPOINT}``), which reads like a choice. Write it the usual way instead: ``CHECKPOINT`` when
+    required, ``[CHECKPOINT]`` when optional (a no-op on a Typer without this hook)."""
+    argument = getattr(typer.core, "TyperArgument", None)
+    original = getattr(argument, "_usage_display_name", None)
+    if original is None or getattr(original, "_dae_patched", False):
+        return
+
+    def _usage_display_name(self):  # type: ignore[no-untyped-def]
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    _usage_display_name._dae_patched = True  # type: ignore[attr-defined]
+    argument._usage_display_name = _usage_display_name
+
+
 _hide_flag_types()
+_plain_usage_arguments()
 
 app = typer.Typer(
     name="dae",
