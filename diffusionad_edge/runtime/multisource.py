@@ -104,6 +104,7 @@ class _Reader:
         self.counters = CameraCounters()
         self.slot: Frame | None = None
         self.done = False
+        self.streak = 0  # failures since the last frame
         self.src: Any = None
         if not self.live:  # a missing file is a mistake to report now, not to retry
             self.src = owner.opener(spec.source)
@@ -113,8 +114,16 @@ class _Reader:
         c = self.counters
         c.failures += 1
         c.last_error = str(exc)
-        self.owner.warn(f"camera {self.spec.name} ({describe(self.spec.source)}): {exc}; retrying")
+        self.streak += 1
+        if self.streak == 1:  # one line per outage, not one per retry
+            self.owner.warn(f"camera {self.spec.name} ({describe(self.spec.source)}): {exc}; retrying with back-off, the other cameras go on")
         self.owner.on_status(self.spec.name, "reconnecting")
+
+    def _recovered(self) -> None:
+        if self.streak:
+            self.owner.warn(f"camera {self.spec.name} is back after {self.streak} failed attempt(s)")
+            self.streak = 0
+        self.owner.on_status(self.spec.name, "running")
 
     def _run(self) -> None:
         owner = self.owner
@@ -125,7 +134,6 @@ class _Reader:
                     self.src = owner.opener(self.spec.source)
                     if self.counters.failures:
                         self.counters.reconnects += 1
-                    owner.on_status(self.spec.name, "running")
                 except SourceError as exc:
                     if owner.stopped:
                         break
@@ -135,6 +143,8 @@ class _Reader:
                     continue
             try:
                 for frame in self.src.frames():
+                    if self.streak:
+                        self._recovered()
                     backoff = owner.backoff_s
                     frame.camera = self.spec.name
                     if not owner.deliver(self, frame):
