@@ -148,8 +148,7 @@ class _Line:
 
         opts = MqttOptions(url=url, qos=options["qos"], queue_size=options["queue"], on_fail=options["on_fail"],
                            username=options["username"], password_file=options["password_file"], ca=options["ca"])
-        stats = (lambda: {"fps": state.stats()["fps"]}) if state is not None else None
-        publisher = MqttPublisher(opts, self.info(bundle, model, cameras), stats=stats,
+        publisher = MqttPublisher(opts, self.info(bundle, model, cameras),
                                   warn=lambda m: console.print(f"warning: {m}", markup=False, highlight=False, soft_wrap=True))
         publisher.start()
         self.publisher = publisher

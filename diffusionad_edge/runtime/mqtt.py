@@ -118,6 +118,7 @@ class MqttPublisher:
         self.last_error: str | None = None
         self.connected = threading.Event()
         self._queue: deque[tuple[str, bytes]] = deque()
+        self._times: deque[float] = deque(maxlen=100)  # of the last decisions: the status' FPS
         self._cond = threading.Condition()
         self._closing = False
         self._acks = threading.Lock()  # never held while calling paho (its callbacks take this one)
@@ -202,6 +203,7 @@ class MqttPublisher:
         topic = f"{self.broker.prefix}/events/{camera}"
         payload = json.dumps(event).encode()
         with self._cond:
+            self._times.append(time.monotonic())
             if self._closing:
                 self.dropped += 1
                 return
@@ -222,8 +224,11 @@ class MqttPublisher:
     def _status(self, state: str, **extra: Any) -> bytes:
         body = {"state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(), "pid": os.getpid(),
                 **self.info, **extra}
-        if state == "online" and self.stats_fn is not None:
-            body.update(self.stats_fn())
+        if state == "online":
+            t = list(self._times)
+            body["fps"] = round((len(t) - 1) / (t[-1] - t[0]), 2) if len(t) > 1 and t[-1] > t[0] and time.monotonic() - t[-1] < 5 else 0.0
+            if self.stats_fn is not None:
+                body.update(self.stats_fn())
         return json.dumps(body).encode()
 
     def _send_loop(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -386,7 +387,7 @@ def test_sources_file_failing_camera_and_malformed_file(bundle_dir, video, tmp_p
     s = json.loads(res.stdout)
     assert s["cameras"]["top"]["frames"] == 12 and s["cameras"]["side"]["frames"] == 0 and s["cameras"]["side"]["failures"] >= 1
     warnings = [l for l in res.stderr.splitlines() if l.startswith("warning: camera side (")]
-    assert "warning: camera side failed 1 time(s)" in res.stderr  # and the summary says so
+    assert re.search(r"warning: camera side failed \d+ time\(s\)", res.stderr)  # and the summary says so
     assert len(warnings) == 1 and "cannot open camera 57" in warnings[0] and "retrying" in warnings[0]  # one line per outage
     bad = tmp_path / "bad.toml"
     bad.write_text('[[camera]]\nname = "top"\nsource = \n')
