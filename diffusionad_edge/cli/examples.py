@@ -32,9 +32,8 @@ _EXAMPLES: dict[str, list[tuple[str, str]]] = {
          "on the line: several cameras, live view on localhost:8080, events to MQTT"),
     ],
     "serve": [
-        ("dae serve --model exports/bottle-openvino-cpu-int8", "POST /predict on localhost:8080"),
-        ("curl --data-binary @part.png localhost:8080/predict", "one image in, JSON out (score, decision, thresholds, latency)"),
-        ("DAE_HTTP_TOKEN=... dae serve --model exports/bottle-openvino-cpu-int8 --http 0.0.0.0:8080", "for the line controller"),
+        ("dae serve --model exports/bottle-openvino-cpu-int8", "POST /predict on localhost:8080 (curl --data-binary @part.png ...)"),
+        ("dae serve --model exports/bottle-openvino-cpu-int8 --http 0.0.0.0:8080", "for the line controller (token from DAE_HTTP_TOKEN)"),
     ],
     "predict": [
         ("dae predict parts/ --model exports/bottle-openvino-cpu-int8", "table of scores and OK/NG"),
