@@ -30,7 +30,7 @@ import typer  # noqa: E402
 from ..errors import DaeError, MissingDependencyError  # noqa: E402
 from ..interrupts import Interrupted  # noqa: E402
 from ..optional import TRAINING_MODULES, missing_training_module, training_extra_message  # noqa: E402
-from . import bench_cmd, data_cmd, demo_cmd, eval_cmd, export_cmd, info_cmd, predict_cmd, run_cmd, train_cmd  # noqa: E402
+from . import bench_cmd, data_cmd, demo_cmd, eval_cmd, export_cmd, info_cmd, predict_cmd, run_cmd, serve_cmd, train_cmd  # noqa: E402
 from .examples import epilog  # noqa: E402
 
 
@@ -103,6 +103,7 @@ app.command("info", epilog=epilog("info"))(_workstation_verb("info", info_cmd.in
 app.command("export", epilog=epilog("export"))(export_cmd.export)
 app.command("targets", epilog=epilog("targets"))(export_cmd.targets)
 app.command("run", epilog=epilog("run"))(run_cmd.run)
+app.command("serve", epilog=epilog("serve"))(serve_cmd.serve)
 app.command("predict", epilog=epilog("predict"))(predict_cmd.predict)
 app.command("bench", epilog=epilog("bench"))(bench_cmd.bench)
 app.command("demo", epilog=epilog("demo"))(_workstation_verb("demo", demo_cmd.demo))

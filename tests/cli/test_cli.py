@@ -21,7 +21,7 @@ def _one_line_error(res, *fragments):
         assert f in lines[0], lines[0]
 
 
-VERBS = ("train", "eval", "info", "export", "targets", "run", "predict", "bench", "demo", "data")
+VERBS = ("train", "eval", "info", "export", "targets", "run", "serve", "predict", "bench", "demo", "data")
 
 
 def test_help_lists_verbs():
