@@ -55,6 +55,10 @@ class SegConfig:
     encoder_channels: tuple[int, ...] = (64, 128, 256, 512, 512, 512)
     # Space-to-depth stem and pixel-shuffle head, as in :class:`UNetConfig` (1 = DRAEM's layout).
     stem_factor: int = 1
+    # Initial anomaly probability of every pixel (the head's bias starts at its logit), as detectors
+    # trained with a focal loss do: starting near the true rarity of anomalous pixels skips the
+    # early phase in which the net outputs a constant ~0.2 everywhere. 0 = PyTorch's default init.
+    head_prior: float = 0.0
 
 
 @dataclass
@@ -150,6 +154,8 @@ class ModelConfig:
             raise ConfigError(f"unet.precondition_sigma_data must be >= 0 (got {self.unet.precondition_sigma_data})")
         if self.unet.stem_factor < 1 or self.seg.stem_factor < 1:
             raise ConfigError("stem_factor must be at least 1")
+        if not 0.0 <= self.seg.head_prior < 1.0:
+            raise ConfigError(f"seg.head_prior must lie in [0, 1) (got {self.seg.head_prior})")
         divisor = self.size_divisor
         h, w = self.input_hw
         if h % divisor or w % divisor or min(h, w) < 1:
@@ -221,7 +227,7 @@ def _edge() -> ModelConfig:
             # README, "The edge model").
             precondition_sigma_data=0.25,
         ),
-        seg=SegConfig(encoder_channels=(64, 128, 256, 256), stem_factor=4),
+        seg=SegConfig(encoder_channels=(64, 128, 256, 256), stem_factor=4, head_prior=0.01),
     )
 
 
@@ -259,7 +265,7 @@ def _tiny_s2d() -> ModelConfig:
             norm="batch",
             precondition_sigma_data=0.25,
         ),
-        seg=SegConfig(encoder_channels=(32, 64, 64), stem_factor=4),
+        seg=SegConfig(encoder_channels=(32, 64, 64), stem_factor=4, head_prior=0.01),
         diffusion=DiffusionConfig(top_k=20),
     )
 
@@ -279,9 +285,9 @@ PRESETS = {"paper": _paper, "edge": _edge, "edge-v1": _edge_v1, "tiny": _tiny, "
 RECOMMENDED_TRAINING: dict[str, dict[str, Any]] = {
     "edge": dict(
         timesteps="deployed", lr_schedule="cosine", warmup_steps=50, synthesis="mixed",
-        lr_denoiser=1e-3, lr_segmenter=1e-3, batch_size=16, crop_size=128,
+        lr_denoiser=1e-3, lr_segmenter=1e-3, batch_size=16, crop_size=128, dice_weight=1.0,
     ),
-    "tiny-s2d": dict(timesteps="deployed", lr_schedule="cosine", synthesis="mixed"),
+    "tiny-s2d": dict(timesteps="deployed", lr_schedule="cosine", synthesis="mixed", dice_weight=1.0),
 }
 
 
@@ -308,6 +314,10 @@ class TrainConfig:
     focal_weight: float = 5.0
     focal_alpha: float = 0.5
     focal_gamma: float = 4.0
+    # Weight of a soft Dice term added to the paper's mask losses (0 = the paper's objective). Dice
+    # scores the overlap of the predicted and true anomaly regions per sample, so it does not fade
+    # when anomalous pixels are rare, as the focal and smooth-L1 terms' pixel means do.
+    dice_weight: float = 0.0
     seed: int = 0
     # Fraction of train/good held out (never trained on) for thresholds and sanity checks.
     val_fraction: float = 0.1
@@ -379,4 +389,6 @@ class TrainConfig:
             raise ConfigError(f"--foreground must be auto, object or texture (got {self.foreground!r})")
         if self.lr_denoiser <= 0 or self.lr_segmenter <= 0:
             raise ConfigError("learning rates must be positive")
+        if self.dice_weight < 0:
+            raise ConfigError(f"--dice-weight must be 0 or positive (got {self.dice_weight})")
         return self

@@ -25,6 +25,7 @@ INSTALL_HINTS = {
     "tensorrt": "use JetPack 6's TensorRT Python bindings on the device (see README, 'Jetson'), or pip install tensorrt on a CUDA workstation",
     "matplotlib": "pip install 'diffusionad_edge[charts]'",
     "pycuda": "pip install 'diffusionad_edge[jetson]' (builds against the device's CUDA)",
+    "paho": "pip install 'diffusionad_edge[line]'",
 }
 
 #: modules only the [train] extra installs: a verb that meets one of them missing needs the workstation side

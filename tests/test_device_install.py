@@ -17,7 +17,7 @@ from diffusionad_edge.runtime.bundle import load_bundle
 from tests.runtime.test_live import bundles, video  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
-VERBS = ("train", "eval", "info", "export", "targets", "run", "predict", "bench", "demo", "data")
+VERBS = ("train", "eval", "info", "export", "targets", "run", "serve", "predict", "bench", "demo", "data")
 # What pip prints when it cannot reach an index (then the test skips: nothing about the package is known).
 NETWORK_FAILURES = ("NewConnectionError", "Network is unreachable", "Temporary failure in name resolution",
                     "Max retries exceeded", "ConnectTimeout", "ReadTimeout", "No matching distribution found",

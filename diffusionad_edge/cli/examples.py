@@ -30,7 +30,12 @@ _EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "run": [
         ("dae run --model exports/bottle-openvino-cpu-int8 --camera 0", "live camera, window and status line"),
         ("dae run --model exports/bottle-openvino-cpu-int8 --source line.mp4 --save out.mp4 --events ev.jsonl", "video file"),
-        ("dae run --model runs/bottle.pt --source 'parts/*.png' --no-show --json", "checkpoint on a folder, JSON summary"),
+        ("dae run --model exports/bottle-openvino-cpu-int8 --sources cameras.toml --http :8080 --mqtt mqtt://broker.local/line4",
+         "on the line: several cameras, live view on localhost:8080, events to MQTT"),
+    ],
+    "serve": [
+        ("dae serve --model exports/bottle-openvino-cpu-int8", "POST /predict on localhost:8080 (curl --data-binary @part.png ...)"),
+        ("dae serve --model exports/bottle-openvino-cpu-int8 --http 0.0.0.0:8080", "for the line controller (token from DAE_HTTP_TOKEN)"),
     ],
     "predict": [
         ("dae predict parts/ --model exports/bottle-openvino-cpu-int8", "table of scores and OK/NG"),

@@ -30,7 +30,7 @@ import typer  # noqa: E402
 from ..errors import DaeError, MissingDependencyError  # noqa: E402
 from ..interrupts import Interrupted  # noqa: E402
 from ..optional import TRAINING_MODULES, missing_training_module, training_extra_message  # noqa: E402
-from . import bench_cmd, data_cmd, demo_cmd, eval_cmd, export_cmd, info_cmd, predict_cmd, run_cmd, train_cmd  # noqa: E402
+from . import bench_cmd, data_cmd, demo_cmd, eval_cmd, export_cmd, info_cmd, predict_cmd, run_cmd, serve_cmd, train_cmd  # noqa: E402
 from .examples import epilog  # noqa: E402
 
 
@@ -50,7 +50,25 @@ def _hide_flag_types() -> None:
     option.display_type_rich = display_type_rich
 
 
+def _plain_usage_arguments() -> None:
+    """Typer (0.2x) writes a required argument in braces on the usage line (``dae eval [OPTIONS]
+    {CHECKPOINT}``), which reads like a choice. Write it the usual way instead: ``CHECKPOINT`` when
+    required, ``[CHECKPOINT]`` when optional (a no-op on a Typer without this hook)."""
+    argument = getattr(typer.core, "TyperArgument", None)
+    original = getattr(argument, "_usage_display_name", None)
+    if original is None or getattr(original, "_dae_patched", False):
+        return
+
+    def _usage_display_name(self):  # type: ignore[no-untyped-def]
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    _usage_display_name._dae_patched = True  # type: ignore[attr-defined]
+    argument._usage_display_name = _usage_display_name
+
+
 _hide_flag_types()
+_plain_usage_arguments()
 
 app = typer.Typer(
     name="dae",
@@ -85,6 +103,7 @@ app.command("info", epilog=epilog("info"))(_workstation_verb("info", info_cmd.in
 app.command("export", epilog=epilog("export"))(export_cmd.export)
 app.command("targets", epilog=epilog("targets"))(export_cmd.targets)
 app.command("run", epilog=epilog("run"))(run_cmd.run)
+app.command("serve", epilog=epilog("serve"))(serve_cmd.serve)
 app.command("predict", epilog=epilog("predict"))(predict_cmd.predict)
 app.command("bench", epilog=epilog("bench"))(bench_cmd.bench)
 app.command("demo", epilog=epilog("demo"))(_workstation_verb("demo", demo_cmd.demo))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -15,9 +17,11 @@ from .common import console, out, plural, rounded
 
 def run(
     model: Path = typer.Option(..., "--model", "-m", help="Bundle folder (any backend) or checkpoint (.pt, PyTorch)."),
-    camera: Optional[int] = typer.Option(None, "--camera", help="Camera index (e.g. 0)."),
-    source: Optional[str] = typer.Option(None, "--source", "-s", help="Video file, rtsp://... / http://... URL, "
-                                         "GStreamer pipeline ('... ! appsink'), image folder or glob."),
+    camera: Optional[List[int]] = typer.Option(None, "--camera", help="Camera index (e.g. 0); repeat for several cameras."),
+    source: Optional[List[str]] = typer.Option(None, "--source", "-s", help="Video file, rtsp://... / http://... URL, "
+                                               "GStreamer pipeline ('... ! appsink'), image folder or glob; repeat for several "
+                                               "(named cam0, cam1, ...)."),
+    sources: Optional[Path] = typer.Option(None, "--sources", help="TOML file of named sources ([[camera]] name = ..., source = ...)."),
     backend: Optional[str] = typer.Option(None, help="Override the bundle's backend."),
     save: Optional[Path] = typer.Option(None, "--save", help="Write the overlay video here (.mp4); playable even after Ctrl-C."),
     save_frames: Optional[Path] = typer.Option(None, "--save-frames", help="Write NG frames (overlays) into this folder."),
@@ -28,36 +32,71 @@ def run(
     requests: Optional[int] = typer.Option(None, min=1, help="OpenVINO bundles: frames in flight together in OpenVINO's "
                                            "asynchronous queue (more FPS on many-core CPUs, more latency). Default 1."),
     show: Optional[bool] = typer.Option(None, "--show/--no-show", help="Display a window (default: when a display exists)."),
+    http: Optional[str] = typer.Option(None, "--http", help="Serve the live view, /stats and /metrics at [HOST]:PORT "
+                                       "(':8080' is localhost only; '0.0.0.0:8080' every interface)."),
+    http_token: Optional[str] = typer.Option(None, "--http-token", envvar="DAE_HTTP_TOKEN", show_envvar=True,
+                                             help="Every web request must carry this token (Bearer header or ?token=)."),
+    mqtt: Optional[str] = typer.Option(None, "--mqtt", help="Publish each decision and a retained status to "
+                                       "mqtt://HOST[:PORT]/TOPIC/PREFIX (mqtts:// for TLS). Needs the [line] extra."),
+    mqtt_qos: int = typer.Option(1, "--mqtt-qos", min=0, max=2, help="QoS of the event messages."),
+    mqtt_queue: int = typer.Option(10000, "--mqtt-queue", min=1, help="Messages kept while the broker is away (then the oldest are dropped, counted)."),
+    mqtt_on_fail: str = typer.Option("retry", "--mqtt-on-fail", help="Broker unreachable at start: 'retry' (warn, keep trying) or 'exit'."),
+    mqtt_username: Optional[str] = typer.Option(None, "--mqtt-username", envvar="DAE_MQTT_USERNAME", show_envvar=True, help="MQTT user name."),
+    mqtt_password_file: Optional[Path] = typer.Option(None, "--mqtt-password-file", help="File holding the MQTT password "
+                                                      "(or set DAE_MQTT_PASSWORD; never on the command line)."),
+    mqtt_ca: Optional[Path] = typer.Option(None, "--mqtt-ca", envvar="DAE_MQTT_CA", show_envvar=True, help="CA certificate for TLS."),
     as_json: bool = typer.Option(False, "--json", help="Print the end-of-run summary as JSON on stdout (numbers rounded)."),
     roi: Optional[str] = typer.Option(None, "--roi", help="Region of interest x,y,w,h in camera pixels, replacing the model's "
                                      "(a camera that was moved); the map is placed back at frame size."),
 ) -> None:
-    """Run the detector on a camera or stream: overlay, OK/NG, events and an end-of-run summary.
-    Exit code 1 when input was lost (unreadable files, a video that ended before its announced length)."""
+    """Run the detector on one or several cameras or streams: overlay, OK/NG, events, live view, MQTT
+    and an end-of-run summary. Exit code 1 when input was lost (unreadable files, a video that ended
+    before its announced length, a camera of several that failed)."""
     from ..data.roi import parse_roi
     from ..runtime.bundle import open_bundle
     from ..runtime.live import RunOptions, check_outputs, display_available, run_stream
+    from ..runtime.multisource import default_names, read_sources_file
     from ..runtime.sources import describe
 
-    if (camera is None) == (source is None):
-        raise ConfigError("give exactly one of --camera N or --source ...")
-    src = str(camera) if camera is not None else str(source)
+    given = [str(c) for c in camera or []] + [str(s) for s in source or []]
+    if sources is not None and given:
+        raise ConfigError("give --sources FILE or --camera/--source, not both")
+    if sources is None and not given:
+        raise ConfigError("give --camera N, --source ... (either may be repeated) or --sources FILE")
+    specs = read_sources_file(sources) if sources is not None else default_names(given)
+    if mqtt_on_fail not in ("retry", "exit"):
+        raise ConfigError(f"--mqtt-on-fail must be retry or exit (got {mqtt_on_fail!r})")
+    several = sources is not None or len(specs) > 1
+    if several and requests and requests > 1:
+        raise ConfigError("--requests is for one source; with several, the frames that are ready together run as one batch")
     new_roi = parse_roi(roi) if roi else None  # a malformed --roi fails before anything is opened
     show = display_available() if show is None else show
     opts = RunOptions(save_video=save, save_frames=save_frames, events=events, max_frames=max_frames, show=show,
                       image_threshold=threshold, pixel_threshold=pixel_threshold, requests=requests or 1)
     check_outputs(opts)  # before the model and the source are opened
-    with open_bundle(model, backend, requests=requests if requests and requests > 1 else None) as bundle:
+    _stop_on_sigterm()
+    with open_bundle(model, backend, requests=requests if requests and requests > 1 else None) as bundle, _Line() as line:
+        bundle.override_thresholds(threshold, pixel_threshold)
         bundle.set_roi(new_roi)
-        console.print(f"running {model} ({bundle.metadata.get('backend')}, {bundle.metadata.get('precision')}) on {describe(src)}"
+        where = ", ".join(f"{s.name}: {describe(s.source)}" for s in specs) if several else describe(specs[0].source)
+        state = line.start_http(http, http_token, bundle, model, [s.name for s in specs]) if http else None
+        publisher = line.start_mqtt(mqtt, bundle, model, state, [s.name for s in specs], qos=mqtt_qos, queue=mqtt_queue,
+                                    on_fail=mqtt_on_fail, username=mqtt_username, password_file=mqtt_password_file,
+                                    ca=mqtt_ca) if mqtt else None
+        src = line.open_sources(specs, state) if several else None
+        console.print(f"running {model} ({bundle.metadata.get('backend')}, {bundle.metadata.get('precision')}) on {where}"
                       + ("" if show else " (headless)") + (f", {requests} requests in flight" if requests and requests > 1 else "")
                       + "; Ctrl-C to stop")
         status = _StatusLine() if console.is_terminal else None
         try:
-            summary = run_stream(bundle, src, opts, on_frame=status.update if status else None)
+            summary = run_stream(bundle, specs[0].source, opts, on_frame=status.update if status else None, src=src,
+                                 state=state, publisher=publisher)
         finally:
             if status:
                 status.close()
+        line.close()
+        if publisher is not None:
+            summary.mqtt = publisher.stats()
     s = summary.to_dict()
     if as_json:
         print(json.dumps(rounded(s)))
@@ -69,6 +108,72 @@ def run(
         console.print(f"warning: {warning}", soft_wrap=True, markup=False, highlight=False)
     if summary.incomplete:
         raise typer.Exit(1)
+
+
+def _stop_on_sigterm() -> None:
+    """``systemctl stop`` (SIGTERM) stops like Ctrl-C: outputs finalised, MQTT status ``offline``."""
+    if threading.current_thread() is threading.main_thread():
+        def stop(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+        signal.signal(signal.SIGTERM, stop)
+
+
+class _Line:
+    """The run's web server and MQTT publisher, stopped in the right order on the way out."""
+
+    def __init__(self) -> None:
+        self.server = None
+        self.publisher = None
+
+    def __enter__(self) -> "_Line":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def info(bundle, model: Path, cameras: list[str]) -> dict:
+        from ..runtime.serve import model_info
+
+        return {**model_info(bundle, Path(model).name), "cameras": cameras}
+
+    def start_http(self, bind: str, token: Optional[str], bundle, model: Path, cameras: list[str]):
+        from ..runtime.livestate import LiveState
+        from ..runtime.web import start_server
+
+        state = LiveState(self.info(bundle, model, cameras))
+        for name in cameras:
+            state.add_camera(name)
+        self.server = start_server(bind, state, token=token, warn=lambda m: console.print(f"warning: {m}", markup=False, highlight=False))
+        console.print(f"live view: {self.server.url}" + ("?token=..." if token else ""), markup=False, highlight=False)
+        return state
+
+    def start_mqtt(self, url: str, bundle, model: Path, state, cameras: list[str], **options):
+        from ..runtime.mqtt import MqttOptions, MqttPublisher
+
+        opts = MqttOptions(url=url, qos=options["qos"], queue_size=options["queue"], on_fail=options["on_fail"],
+                           username=options["username"], password_file=options["password_file"], ca=options["ca"])
+        publisher = MqttPublisher(opts, self.info(bundle, model, cameras),
+                                  warn=lambda m: console.print(f"warning: {m}", markup=False, highlight=False, soft_wrap=True))
+        publisher.start()
+        self.publisher = publisher
+        if state is not None:
+            state.providers["mqtt"] = publisher.stats
+        return publisher
+
+    def open_sources(self, specs, state):
+        from ..runtime.multisource import MultiSource
+
+        return MultiSource(specs, warn=lambda m: console.print(f"warning: {m}", markup=False, highlight=False, soft_wrap=True),
+                           on_status=state.set_camera_status if state is not None else None)
+
+    def close(self) -> None:
+        if self.publisher is not None:
+            self.publisher.close()
+            self.publisher = None
+        if self.server is not None:
+            self.server.close()
+            self.server = None
 
 
 class _StatusLine:
@@ -117,3 +222,13 @@ def _print_summary(s: dict) -> None:
     out.print(f"speed: {s['end_to_end_fps']:.1f} FPS end to end, {s['model_fps']:.1f} FPS model only, in {s['wall_s']:.1f} s")
     if lat:
         out.print("latency p50 / p95 ms: " + ", ".join(f"{k} {v['p50']:.1f} / {v['p95']:.1f}" for k, v in lat.items()))
+    if len(s["cameras"]) > 1:
+        for name, c in s["cameras"].items():
+            out.print(f"  {name}: {c['ok']} OK, {c['ng']} NG, {c['fps']:.1f} FPS"
+                      + (f", latency p50 {c['latency_ms']['p50']:.1f} ms" if "latency_ms" in c else "")
+                      + (f", {c['dropped']} dropped" if c["dropped"] else "") + (f", failed {c['failures']}x" if c["failures"] else ""),
+                      markup=False, highlight=False)
+    if "mqtt" in s:
+        m = s["mqtt"]
+        out.print(f"mqtt: {m['published']} published, {m['dropped']} dropped" + (f", {m['disconnects']} disconnects" if m["disconnects"] else ""),
+                  markup=False, highlight=False)

@@ -40,6 +40,7 @@ def train(
     lr_schedule: Optional[str] = typer.Option(None, help="constant (paper) or cosine (warm-up, then decay over --steps or --minutes, whichever ends first)." + _recipe_help("lr_schedule")),
     warmup_steps: Optional[int] = typer.Option(None, help="Linear learning-rate warm-up steps (cosine schedule)." + _recipe_help("warmup_steps")),
     synthesis: Optional[str] = typer.Option(None, help="Anomaly synthesis: paper (Perlin blobs of foreign texture) or mixed (plus cut-paste, cracks, intensity/colour shifts)." + _recipe_help("synthesis")),
+    dice_weight: Optional[float] = typer.Option(None, min=0.0, help="Weight of a soft Dice term added to the paper's mask losses (0: the paper's objective)." + _recipe_help("dice_weight")),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint at --out (otherwise refused, unless --resume continues it)."),
     snapshot_minutes: str = typer.Option("", help="Comma-separated training minutes at which a copy <out>-<m>min.pt is also written (learning curves)."),
     resume: Optional[Path] = typer.Option(None, help="Continue from this checkpoint (its preset, recipe, optimiser state and weight average)."),
@@ -74,6 +75,7 @@ def train(
     given = dict(
         batch_size=batch_size, lr_denoiser=lr_denoiser, lr_segmenter=lr_segmenter, timesteps=timesteps,
         lr_schedule=lr_schedule, warmup_steps=warmup_steps, synthesis=synthesis, crop_size=crop_size,
+        dice_weight=dice_weight,
     )
     recipe = {**RECOMMENDED_TRAINING.get(preset, {}), **{k: v for k, v in given.items() if v is not None}}
     if recipe.get("crop_size") == 0 or (recipe.get("crop_size") or 0) >= min(model_config.input_hw):
@@ -95,7 +97,8 @@ def train(
     )
     console.print(
         f"recipe: batch {tc.batch_size}, crop {tc.crop_size or 'whole image'}, lr {tc.lr_denoiser:g}/{tc.lr_segmenter:g} "
-        f"({tc.lr_schedule}), timesteps {tc.timesteps}, synthesis {tc.synthesis}, EMA {tc.ema_decay:g}"
+        f"({tc.lr_schedule}), timesteps {tc.timesteps}, synthesis {tc.synthesis}, EMA {tc.ema_decay:g}, "
+        f"dice weight {tc.dice_weight:g}"
     )
     with progress_bar("train", cfg.steps) as bar:
         task = bar.task_ids[0]
@@ -105,7 +108,7 @@ def train(
         def report(step: int, total: int, losses: dict[str, float], elapsed: float) -> None:
             rate = (step - start) * cfg.batch_size / max(elapsed, 1e-9)
             info = (f"loss {losses['total']:.4f} (noise {losses['noise']:.4f} focal {losses['focal']:.4f} "
-                    f"l1 {losses['smooth_l1']:.4f}) {rate:.1f} img/s")
+                    f"l1 {losses['smooth_l1']:.4f} dice {losses['dice']:.3f}) {rate:.1f} img/s")
             bar.update(task, completed=step, info=info)
 
         result = trainer.fit(report, time_budget_s=None if minutes is None else minutes * 60, snapshots_s=snapshots)

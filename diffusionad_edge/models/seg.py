@@ -6,6 +6,8 @@ bilinear x2 upsample and conv-BN-ReLU, concatenation with the skip, then (conv-B
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,6 +58,8 @@ class SegmentationUNet(nn.Module):
             self.decoders.append(_UpStage(deep, chans[i], out))
             deep = out
         self.head = nn.Conv2d(chans[0], f * f, 3, padding=1)
+        if config.head_prior > 0:
+            nn.init.constant_(self.head.bias, math.log(config.head_prior / (1.0 - config.head_prior)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.stem_factor

@@ -6,6 +6,12 @@ short queue). With ``requests`` > 1 (OpenVINO bundles), that many frames are pre
 flight together in the runner's asynchronous queue: more frames per second on many-core CPUs, at
 the cost of latency. Ctrl-C stops cleanly: queued frames are written and the video file is finalised, so
 it stays playable.
+
+On the line (``dae run --http``, ``--mqtt``, several sources): the output thread also feeds the live
+view's :class:`~.livestate.LiveState` (counts, and an overlay JPEG a few times a second) and queues
+each decision for the MQTT publisher; neither waits for the network. With several sources
+(:class:`~.multisource.MultiSource`) every frame carries its camera's name, the frames that are ready
+together run as one batch, and the summary has per-camera counts and FPS.
 """
 
 from __future__ import annotations
@@ -56,6 +62,10 @@ class RunSummary:
     wall_s: float = 0.0
     latencies_ms: dict[str, list[float]] = field(default_factory=lambda: {"preprocess": [], "inference": [], "output": [], "total": []})
     interrupted: bool = False
+    #: per camera: frames, ng, fps, dropped, reconnects, failures, latency (several sources)
+    cameras: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the MQTT publisher's counters at the end (published, dropped, ...), when --mqtt
+    mqtt: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         stats = {k: {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95))} for k, v in self.latencies_ms.items() if v}
@@ -66,6 +76,7 @@ class RunSummary:
             "end_to_end_fps": self.frames / self.wall_s if self.wall_s > 0 else 0.0,
             "model_fps": 1000.0 / float(np.mean(infer)) if infer else 0.0,
             "latency_ms": stats, "interrupted": self.interrupted,
+            "cameras": self.cameras, **({"mqtt": self.mqtt} if self.mqtt is not None else {}),
         }
 
     @property
@@ -112,12 +123,13 @@ def check_outputs(opts: RunOptions) -> None:
 
 
 class _Outputs:
-    """Output thread: overlay, video, NG frames and events, in frame order."""
+    """Output thread: overlay, video, NG frames, events, live view and MQTT, in frame order."""
 
-    def __init__(self, opts: RunOptions, fps_hint: float):
-        self.opts, self.fps_hint = opts, fps_hint
+    def __init__(self, opts: RunOptions, fps_hint: float, several: bool = False, state: Any = None, publisher: Any = None):
+        self.opts, self.fps_hint, self.several = opts, fps_hint, several
+        self.state, self.publisher = state, publisher
         self.queue: queue.Queue = queue.Queue(maxsize=4)
-        self.writer: cv2.VideoWriter | None = None
+        self.writers: dict[str, cv2.VideoWriter] = {}
         if opts.events:
             Path(opts.events).parent.mkdir(parents=True, exist_ok=True)
         self.events = open(opts.events, "w") if opts.events else None
@@ -145,38 +157,56 @@ class _Outputs:
 
     def _write(self, frame: Frame, result: Any, event: dict, overlay: np.ndarray | None, fps: float) -> None:
         t0 = time.perf_counter()
-        if overlay is None and (self.writer is not None or self.opts.save_video or self.opts.save_frames):
+        camera = frame.camera
+        live_frame = self.state is not None and self.state.wants_frame(camera)
+        thumb = self.state is not None and result.is_anomalous and self.state.wants_thumbnail()
+        if overlay is None and (self.opts.save_video or (self.opts.save_frames and result.is_anomalous) or live_frame or thumb):
             overlay = draw_overlay(to_bgr(frame.image, frame.bgr), result.anomaly_map, result.defect_mask, result.score, result.is_anomalous, fps,
                                    threshold=event.get("threshold"))
         if self.opts.save_video and overlay is not None:
-            if self.writer is None:
+            writer = self.writers.get(camera)
+            if writer is None:
                 h, w = overlay.shape[:2]
-                self.opts.save_video.parent.mkdir(parents=True, exist_ok=True)
-                self.writer = _video_writer(self.opts.save_video, self.fps_hint, (w, h))
-                if not self.writer.isOpened():
-                    raise OutputPathError(f"cannot open the video writer for --save {self.opts.save_video} "
-                                          f"({w}x{h} at {self.fps_hint:g} FPS)")
-            self.writer.write(overlay)
+                path = camera_path(self.opts.save_video, camera) if self.several else self.opts.save_video
+                path.parent.mkdir(parents=True, exist_ok=True)
+                writer = self.writers[camera] = _video_writer(path, self.fps_hint, (w, h))
+                if not writer.isOpened():
+                    raise OutputPathError(f"cannot open the video writer for --save {path} ({w}x{h} at {self.fps_hint:g} FPS)")
+            writer.write(overlay)
         if self.opts.save_frames and result.is_anomalous and overlay is not None:
-            name = self.opts.save_frames / f"ng_{event['frame']:06d}.png"
+            name = self.opts.save_frames / (f"ng_{camera}_{event['frame']:06d}.png" if self.several else f"ng_{event['frame']:06d}.png")
             if not cv2.imwrite(str(name), overlay):
                 raise OutputPathError(f"cannot write NG frame {name}")
+        if self.state is not None and overlay is not None:
+            if live_frame:
+                self.state.set_frame(camera, overlay)
+            if thumb:
+                self.state.add_thumbnail(camera, event["frame"], overlay, result.score)
         out_ms = (time.perf_counter() - t0) * 1000
         self.output_ms.append(out_ms)
+        event["latency_ms"]["output"] = round(out_ms, 3)
         if self.events:
-            event["latency_ms"]["output"] = round(out_ms, 3)
             self.events.write(json.dumps(event) + "\n")
             self.events.flush()
+        if self.state is not None:
+            self.state.record(camera, event)
+        if self.publisher is not None:
+            self.publisher.publish_event(event)  # a bounded queue: never waits for the broker
 
     def close(self) -> None:
         self.queue.put(None)
         self.thread.join()
-        if self.writer is not None:
-            self.writer.release()  # finalises the container: the file plays even after Ctrl-C
+        for writer in self.writers.values():
+            writer.release()  # finalises the container: the file plays even after Ctrl-C
         if self.events:
             self.events.close()
         if self.error is not None:
             raise self.error
+
+
+def camera_path(path: Path, camera: str) -> Path:
+    """``out.mp4`` -> ``out-top.mp4``: one video per camera when there are several."""
+    return path.with_name(f"{path.stem}-{camera}{path.suffix}")
 
 
 def _groups(frames: Any, n: int) -> Any:
@@ -192,46 +222,61 @@ def _groups(frames: Any, n: int) -> Any:
 
 
 def run_stream(bundle: Bundle, source: str, opts: RunOptions, on_frame: Callable[[dict], None] | None = None,
-               src: Any = None) -> RunSummary:
-    """Run the detector over a source until it ends, ``max_frames`` or Ctrl-C."""
+               src: Any = None, state: Any = None, publisher: Any = None) -> RunSummary:
+    """Run the detector over a source until it ends, ``max_frames`` or Ctrl-C.
+
+    ``src``: an opened source (default: ``open_source(source)``), or a
+    :class:`~.multisource.MultiSource` for several cameras. ``state``: the live view's
+    :class:`~.livestate.LiveState`; ``publisher``: an MQTT publisher (``publish_event(event)``)."""
     check_outputs(opts)
     bundle.override_thresholds(opts.image_threshold, opts.pixel_threshold)
     src = src if src is not None else open_source(source)
+    several = hasattr(src, "groups")
     summary = RunSummary()
-    outputs = _Outputs(opts, float(getattr(src, "fps", 0) or 25.0))
+    outputs = _Outputs(opts, float(getattr(src, "fps", 0) or 25.0), several, state, publisher)
+    cams: dict[str, dict[str, Any]] = {}
     start = time.perf_counter()
-    fps = 0.0
+    groups = src.groups() if several else _groups(src.frames(), max(1, opts.requests))
     try:
-        for group in _groups(src.frames(), max(1, opts.requests)):
+        for group in groups:
             t0 = time.perf_counter()
             # One batch per frame: one input, or all tiles of a tiled bundle's frame.
             prepared = [bundle.prepare_frame(frame.image, bgr=frame.bgr) for frame in group]
             t1 = time.perf_counter()
-            results = bundle.predict_frames(prepared)
+            if several and len(prepared) > 1 and all(p.layout is None for p in prepared):
+                # one frame of each ready camera: one batch
+                results = bundle.predict_batch(np.concatenate([p.batch for p in prepared]))
+            else:
+                results = bundle.predict_frames(prepared)
             t2 = time.perf_counter()
             # per frame: the group's stage times shared out (one frame when requests == 1)
             pre_ms, infer_ms = (t1 - t0) * 1000 / len(group), (t2 - t1) * 1000 / len(group)
             stop = False
             for frame, result in zip(group, results):
                 t_out = time.perf_counter()
+                cam = cams.setdefault(frame.camera, {"frames": 0, "ng": 0, "total_ms": []})
                 summary.frames += 1
                 summary.ng += int(result.is_anomalous)
+                cam["frames"] += 1
+                cam["ng"] += int(result.is_anomalous)
                 elapsed = t2 - start
-                fps = summary.frames / elapsed if elapsed > 0 else 0.0
+                fps = cam["frames"] / elapsed if elapsed > 0 else 0.0
                 event = _event(bundle, summary.frames - 1, frame, result, t0, pre_ms, infer_ms)
                 overlay = None
                 if opts.show:
                     overlay = draw_overlay(to_bgr(frame.image, frame.bgr), result.anomaly_map, result.defect_mask, result.score,
                                            result.is_anomalous, fps, threshold=bundle.image_threshold,
                                            pixel_threshold=bundle.thresholds.pixel_or_default)
-                    cv2.imshow("dae run", overlay)
+                    cv2.imshow(f"dae run {frame.camera}" if several else "dae run", overlay)
                     if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                         stop = True
                         break
                 outputs.put((frame, result, event, overlay, fps))
+                total_ms = pre_ms + infer_ms + (time.perf_counter() - t_out) * 1000
                 summary.latencies_ms["preprocess"].append(pre_ms)
                 summary.latencies_ms["inference"].append(infer_ms)
-                summary.latencies_ms["total"].append(pre_ms + infer_ms + (time.perf_counter() - t_out) * 1000)
+                summary.latencies_ms["total"].append(total_ms)
+                cam["total_ms"].append(total_ms)
                 if on_frame is not None:
                     on_frame(event)
                 if opts.max_frames is not None and summary.frames >= opts.max_frames:
@@ -252,6 +297,17 @@ def run_stream(bundle: Bundle, source: str, opts: RunOptions, on_frame: Callable
     summary.reconnects = src.reconnects
     summary.unreadable = list(src.unreadable)
     summary.warnings = list(getattr(src, "warnings", []))
+    counters = src.counters() if several else {}
+    for name in (src.names if several else list(cams) or ["cam0"]):
+        cam = cams.get(name, {"frames": 0, "ng": 0, "total_ms": []})
+        row: dict[str, Any] = {"frames": cam["frames"], "ng": cam["ng"], "ok": cam["frames"] - cam["ng"],
+                               "fps": cam["frames"] / summary.wall_s if summary.wall_s > 0 else 0.0}
+        if cam["total_ms"]:
+            row["latency_ms"] = {"p50": float(np.percentile(cam["total_ms"], 50)), "p95": float(np.percentile(cam["total_ms"], 95))}
+        c = counters.get(name)
+        row.update({"dropped": c.dropped, "reconnects": c.reconnects, "failures": c.failures} if c is not None
+                   else {"dropped": summary.dropped, "reconnects": summary.reconnects, "failures": 0})
+        summary.cameras[name] = row
     return summary
 
 
@@ -259,7 +315,7 @@ def _event(bundle: Bundle, index: int, frame: Frame, result: BundleResult, t0: f
     """One line of ``--events``."""
     return {
         "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
-        "frame": index, "source_index": frame.index, "path": frame.path,
+        "frame": index, "camera": frame.camera, "source_index": frame.index, "path": frame.path,
         "score": round(result.score, 6), "normalised_score": round(result.normalised_score, 6),
         "decision": bundle.decision(result),
         "threshold": bundle.image_threshold,

@@ -34,6 +34,7 @@ class Frame:
     timestamp: float  # time.monotonic() at capture
     path: str | None = None  # for image folders
     bgr: bool = True  # OpenCV captures give BGR; image files are decoded to RGB
+    camera: str = "cam0"  # the camera's name (several sources per device: runtime/multisource.py)
 
 
 def describe(source: str) -> str:
@@ -202,7 +203,9 @@ class LiveSource:
             yield frame
 
     def close(self) -> None:
-        self._stopped = True
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()  # a reader waiting in frames() returns now
         self._thread.join(timeout=5)
         self._cap.release()
 

@@ -318,7 +318,7 @@ class Trainer:
             prob = torch.sigmoid(model.segment_logits(image, x0_g))
         loss = diffusionad_loss(
             eps_s_hat, eps_s, eps_b_hat, eps_b, is_clean, prob, mask,
-            self.cfg.focal_weight, self.cfg.focal_alpha, self.cfg.focal_gamma,
+            self.cfg.focal_weight, self.cfg.focal_alpha, self.cfg.focal_gamma, self.cfg.dice_weight,
         )
         if not torch.isfinite(loss.total):
             raise DaeError(f"loss became {float(loss.total)} at step {self.step}; lower the learning rates")

@@ -21,7 +21,7 @@ def _one_line_error(res, *fragments):
         assert f in lines[0], lines[0]
 
 
-VERBS = ("train", "eval", "info", "export", "targets", "run", "predict", "bench", "demo", "data")
+VERBS = ("train", "eval", "info", "export", "targets", "run", "serve", "predict", "bench", "demo", "data")
 
 
 def test_help_lists_verbs():
@@ -51,6 +51,8 @@ def test_every_help_ends_with_examples_that_parse():
         listed = [l.strip() for l in tail if l.strip()]
         assert 2 <= len(listed) <= 3 and all(l.startswith(f"dae {verb}") for l in listed), (verb, listed)
         assert "<bool>" not in help_text  # on/off flags take no value: no placeholder
+        usage = next(line for line in help_text.splitlines() if "Usage:" in line)
+        assert "{" not in usage, usage  # required arguments plain, not in braces
         for cmd, _ in _EXAMPLES[verb]:
             args = shlex.split(cmd)[1:]
             command = group
