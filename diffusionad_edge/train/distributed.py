@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -203,8 +204,9 @@ def is_distributed_failure(exc: BaseException) -> bool:
 def describe_failure(exc: BaseException, ctx: DistContext) -> str:
     """One line for the user: which rank noticed, and the first line of the cause."""
     first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-    if len(first) > 160:
-        first = first[:157] + "..."
+    first = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0]  # without gloo's "[source:line]" and advice
+    if len(first) > 120:
+        first = first[:117] + "..."
     return (
         f"rank {ctx.rank} of {ctx.world_size}: another training process died or stopped answering, "
         f"so this one stops too ({first})"

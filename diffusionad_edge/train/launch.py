@@ -56,7 +56,7 @@ def launch(nproc: int, args: list[str], checkpoint_hint: str = "") -> None:
     try:
         elastic_launch(config, sys.executable)("-u", "-m", "diffusionad_edge.train", *args)
     except ChildFailedError as exc:
-        rank, failure = min(exc.failures.items())
+        rank, failure = exc.get_first_failure()  # the root cause, not the processes stopped after it
         code = failure.exitcode
         if code in (2, 130):  # the process said why itself
             raise SystemExit(code) from None

@@ -30,7 +30,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     ctx = distributed.init_from_env(torch.device("cpu"))
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, checkpoint_every=0, seed=0)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, checkpoint_every=0, seed=0, precision="fp32")
     trainer = Trainer(preset(args.preset), cfg, MVTecCategory(args.data), args.out, device="cpu", dist=ctx)
     steps: list[list[float]] = []
     trainer.fit(lambda step, total, losses, elapsed: steps.append([step, losses["total"]]))
