@@ -1,6 +1,6 @@
 """``dae train --nproc N``: start N training processes on this machine, as torchrun would.
 
-The same job as ``torchrun --standalone --nproc-per-node N -m diffusionad_edge.train ...`` (PyTorch's
+The same job as ``torchrun --standalone --nproc-per-node N -m diffusionad_edge.cli.main train ...`` (PyTorch's
 elastic launcher, run in this process), but the outcome is one line: which process failed and how,
 instead of the launcher's report. Several machines: use torchrun itself (README, "Training at
 scale"); the training processes are the same.
@@ -27,7 +27,8 @@ class LaunchFailed(DaeError):
 
 
 def launch(nproc: int, args: list[str], checkpoint_hint: str = "") -> None:
-    """Run ``python -m diffusionad_edge.train *args`` in ``nproc`` processes and wait for them.
+    """Run ``python -m diffusionad_edge.cli.main train *args`` (``dae train``) in ``nproc`` processes
+    and wait for them.
 
     Returns when all succeeded. A process that printed its own error (a user error, exit 2, or
     Ctrl-C, 130) ends this one with the same code and no second message; a process that died
@@ -54,7 +55,7 @@ def launch(nproc: int, args: list[str], checkpoint_hint: str = "") -> None:
         shutdown_timeout=SHUTDOWN_GRACE_S,
     )
     try:
-        elastic_launch(config, sys.executable)("-u", "-m", "diffusionad_edge.train", *args)
+        elastic_launch(config, sys.executable)("-u", "-m", "diffusionad_edge.cli.main", "train", *args)
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()  # the root cause, not the processes stopped after it
         code = failure.exitcode
