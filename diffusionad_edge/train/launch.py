@@ -20,6 +20,11 @@ from ..errors import DaeError
 SHUTDOWN_GRACE_S = 120
 
 
+#: Exit codes of a training process that printed its own reason: 1 (a lost peer, failed categories,
+#: or a Python traceback), 2 (a user error), 130 (Ctrl-C: where it saved).
+SELF_REPORTED = (1, 2, 130)
+
+
 class LaunchFailed(DaeError):
     """A training process died (a signal, a crash): the others were stopped."""
 
@@ -30,9 +35,9 @@ def launch(nproc: int, args: list[str], checkpoint_hint: str = "") -> None:
     """Run ``python -m diffusionad_edge.cli.main train *args`` (``dae train``) in ``nproc`` processes
     and wait for them.
 
-    Returns when all succeeded. A process that printed its own error (a user error, exit 2, or
-    Ctrl-C, 130) ends this one with the same code and no second message; a process that died
-    raises :class:`LaunchFailed` naming it.
+    Returns when all succeeded. When the first process to fail printed its own reason
+    (:data:`SELF_REPORTED`), this one ends with the same code and no second message; a process
+    that died (a signal: killed, out of memory, a segfault) raises :class:`LaunchFailed` naming it.
     """
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -59,7 +64,7 @@ def launch(nproc: int, args: list[str], checkpoint_hint: str = "") -> None:
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()  # the root cause, not the processes stopped after it
         code = failure.exitcode
-        if code in (2, 130):  # the process said why itself
+        if code in SELF_REPORTED:  # the process said why itself (one line, or a bug's traceback)
             raise SystemExit(code) from None
         how = f"was killed by {failure.signal_name()}" if code < 0 else f"exited with code {code}"
         hint = f"; the last checkpoint written is kept: {checkpoint_hint}" if checkpoint_hint else ""
