@@ -334,8 +334,8 @@ class Trainer:
     def train_step(self, image: torch.Tensor, mask: torch.Tensor, is_clean: torch.Tensor) -> dict[str, float]:
         d = self.model.config.diffusion
         deployed = (d.t_s, d.t_b) if self.cfg.timesteps == "deployed" else None
-        # The noises of the global batch; this rank keeps the rows of its own samples.
-        shape = (self.cfg.batch_size, *image.shape[1:])
+        # The noises of the global batch; one rank of several keeps the rows of its own samples.
+        shape = (self.cfg.batch_size, *image.shape[1:]) if self.dist.active else tuple(image.shape)
         t_s, t_b, eps_s, eps_b = step_noise(
             self.cfg.seed, self.step, shape, d.t_split, d.num_timesteps, deployed, self.cfg.t_jitter
         )
