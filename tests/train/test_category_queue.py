@@ -16,7 +16,7 @@ from diffusionad_edge.train.queue import is_queue, queue_categories
 
 def _dae(*args):
     return subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", *map(str, args)],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 @pytest.fixture(scope="module")
