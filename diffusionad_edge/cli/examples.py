@@ -6,8 +6,7 @@ _EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "train": [
         ("dae train --data /data/mvtec --category bottle --preset edge --minutes 40 --out runs/bottle.pt", "MVTec category, 40 min"),
         ("dae train --preset tiny --steps 200 --out runs/demo.pt", "built-in synthetic data, a quick run"),
-        ("dae train --data /data/rails --roi 0,180,2400,960 --tile 256 --tile-overlap 32 --out runs/rail.pt",
-         "long parts, hairline defects: the region of interest in full-resolution tiles"),
+        ("dae train --data /data/mvtec --category all --preset edge --minutes 40 --nproc 4 --out runs", "every category in turn, 4 GPUs"),
     ],
     "eval": [
         ("dae eval runs/bottle.pt", "test split of the data it was trained on"),

@@ -195,7 +195,7 @@ class _StatusLine:
             return
         self.last_draw = now
         fps = self.frames / max(now - self.start, 1e-9)
-        line = (f"{self.frames} frames  {fps:5.1f} FPS  OK {self.ok}  NG {self.ng}  "
+        line = (f"{self.frames} frame{'' if self.frames == 1 else 's'}  {fps:5.1f} FPS  OK {self.ok}  NG {self.ng}  "
                 f"last: {event.get('decision') or '--'} {event['score']:.3f}")
         self._write(line)
 

@@ -1,16 +1,20 @@
-"""``dae train``: joint training on an MVTec-layout category or the built-in dataset."""
+"""``dae train``: joint training on an MVTec-layout category or the built-in dataset; with
+``--nproc`` (or under torchrun) on several processes; with ``--category all`` a queue of categories."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..config import PRESETS, RECOMMENDED_TRAINING, ModelConfig, TrainConfig, preset as get_preset
-from ..errors import ConfigError
+from ..errors import ConfigError, DaeError
 from ..hardware import TRAIN_PRECISIONS
-from .common import console, open_dataset, progress_bar
+from ..paths import check_output_dir
+from ..train.queue import SUMMARY_NAME, failure_error, is_queue, queue_categories, run_queue, write_summary
+from .common import console, open_dataset, print_table, progress_bar
 
 _DEFAULTS = TrainConfig()
 
@@ -22,10 +26,11 @@ def _recipe_help(name: str) -> str:
 
 
 def train(
+    ctx: typer.Context,
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="MVTec-layout root (or category folder). Default: the built-in generated dataset."),
-    category: Optional[str] = typer.Option(None, "--category", "-c", help="Category folder under --data (e.g. bottle)."),
+    category: Optional[str] = typer.Option(None, "--category", "-c", help="Category folder under --data (e.g. bottle). 'all' or a comma-separated list: a queue, each category into <out folder>/<category>.pt (finished ones skipped, interrupted ones resumed) and a summary table."),
     preset: str = typer.Option("edge", "--preset", "-p", help=f"Model preset: {', '.join(PRESETS)}."),
-    out: Path = typer.Option(Path("runs/model.pt"), "--out", "-o", help="Checkpoint file to write."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Checkpoint file to write (default runs/model.pt); with a queue of categories, the folder (default runs)."),
     steps: int = typer.Option(_DEFAULTS.steps, help="Total optimisation steps (also the target when resuming)."),
     batch_size: Optional[int] = typer.Option(None, help="Images per step (even): half clean, half synthetic anomalies." + _recipe_help("batch_size")),
     lr_denoiser: Optional[float] = typer.Option(None, help="Peak Adam learning rate of the denoising U-Net (paper: 1e-4)." + _recipe_help("lr_denoiser")),
@@ -57,13 +62,25 @@ def train(
     tile: Optional[int] = typer.Option(None, min=1, help="Train and infer on square tiles of this size cut from the full-resolution image (or ROI) instead of resizing it: for defects a few pixels wide on large images."),
     tile_overlap: int = typer.Option(32, min=0, help="With --tile: pixels by which neighbouring tiles overlap."),
     tile_blend: str = typer.Option("mean", help="With --tile: how overlapping tile maps are combined, mean or max."),
+    nproc: int = typer.Option(1, min=1, help="Training processes on this machine (PyTorch DistributedDataParallel, as torchrun starts them): one per GPU (nccl), or CPU processes (gloo). --batch-size is the global batch, split between them."),
+    dist_timeout: float = typer.Option(600.0, min=1.0, help="Several processes: seconds one waits for the others before the job is declared stuck and ends."),
 ) -> None:
     """Train the reconstruction and segmentation sub-networks jointly (paper losses and optimisers).
 
     Options left unset take the preset's recommended recipe (see RECOMMENDED_TRAINING; `paper`
     keeps the paper's), so `dae train --preset edge` trains the way the README's learning curve did.
     """
-    from ..train.trainer import Trainer  # torch: imported when the command runs, not for --help
+    if nproc > 1:
+        if "WORLD_SIZE" in os.environ:
+            raise typer.BadParameter("this process was started by torchrun already; leave --nproc out", param_hint="--nproc")
+        _check_global_batch(batch_size, preset, nproc)
+        from ..train.launch import launch  # torch: imported when the command runs, not for --help
+
+        hint = "" if is_queue(category) else f"{out or DEFAULT_OUT} (continue with --resume)"
+        launch(nproc, _forwarded_args(ctx, skip={"nproc"}), checkpoint_hint=hint)
+        return
+    from ..train import distributed
+    from ..train.trainer import Trainer, TrainingInterrupted, resolve_device
 
     try:
         snapshots = tuple(float(m) * 60 for m in snapshot_minutes.split(",") if m.strip())
@@ -87,35 +104,158 @@ def train(
         checkpoint_every=checkpoint_every, num_workers=workers, amp=amp, precision=precision,
         t_jitter=t_jitter, ema_decay=ema_decay, **recipe,
     ).validate()
-    dataset = open_dataset(data, category)
-    trainer = Trainer(model_config, cfg, dataset, out, device=device, resume=resume, overwrite=overwrite, preprocessing=prep)
+    budget = None if minutes is None else minutes * 60
+    queue = is_queue(category)
+    if queue:
+        if data is None:
+            raise typer.BadParameter("a queue of categories needs --data ROOT (an MVTec-layout folder)", param_hint="--category")
+        if resume is not None:
+            raise typer.BadParameter("a queue resumes each interrupted category by itself; leave --resume out", param_hint="--resume")
+        out_dir = out if out is not None else Path("runs")
+        if out_dir.suffix == ".pt":
+            raise typer.BadParameter(f"with several categories --out is a folder (each goes to <folder>/<category>.pt), not {out_dir}", param_hint="--out")
+        check_output_dir(out_dir, "checkpoint folder")
+        names = queue_categories(data, category)
+
+    # Under torchrun: one process of several (the environment says which); otherwise the only one.
+    under_torchrun = distributed.launched_by_torchrun()
+    dev = resolve_device(distributed.rank_device(device, int(os.environ.get("LOCAL_RANK", 0))) if under_torchrun else device)
+    job = distributed.init_from_env(dev, dist_timeout)
+    if not job.is_main:
+        console.quiet = True  # rank 0 speaks for the job
+    try:
+        if job.active:
+            console.print(
+                f"distributed: {job.world_size} processes ({job.backend}), global batch "
+                f"{cfg.batch_size} = {job.world_size} x {cfg.batch_size // job.world_size} per process, "
+                f"learning rates as for one process (the global batch is --batch-size); rank 0 writes the checkpoint"
+            )
+
+        def train_one(name: str | None, path: Path, resume_from: Path | None, replace: bool):
+            dataset = open_dataset(data, name)
+            trainer = Trainer(model_config, cfg, dataset, path, device=str(dev), resume=resume_from, overwrite=replace, dist=job,
+                              preprocessing=prep)
+            _announce(trainer, dataset, cfg.steps)
+            return _fit(trainer, cfg.batch_size, budget, snapshots)
+
+        if not queue:
+            result = train_one(category, out or DEFAULT_OUT, resume, overwrite)
+            val = result.validation
+            if val.get("synthetic_image_auroc") is not None:
+                console.print(f"held-out normals vs synthetic anomalies: image AUROC {val['synthetic_image_auroc']:.3f} (not the test set)")
+            console.print(f"checkpoint: {result.checkpoint} (step {result.step})")
+            return
+
+        def queue_one(name: str, path: Path, resume_it: bool):
+            result = train_one(name, path, path if resume_it else None, overwrite)
+            return result.step, result.train_seconds / 60, result.validation.get("synthetic_image_auroc")
+
+        outcomes = run_queue(
+            names, out_dir, queue_one, cfg.steps, minutes, overwrite, log=console.print,
+            is_fatal=lambda exc: job.active and distributed.is_distributed_failure(exc),
+        )
+        summary = out_dir / SUMMARY_NAME
+        if job.is_main:
+            write_summary(outcomes, summary)
+            _print_summary(outcomes)
+            console.print(f"summary: {summary}")
+        failed = failure_error(outcomes, summary)
+        if failed is not None:
+            raise failed
+    except TrainingInterrupted:
+        if not job.is_main:
+            raise typer.Exit(TrainingInterrupted.exit_code) from None  # rank 0 says where it saved
+        raise
+    except Exception as exc:
+        if job.active and distributed.is_distributed_failure(exc):
+            raise distributed.DistributedFailure(distributed.describe_failure(exc, job)) from None
+        if not job.is_main and isinstance(exc, DaeError):
+            raise typer.Exit(exc.exit_code) from None  # the same error on rank 0 says it once
+        raise
+    finally:
+        distributed.shutdown()
+
+
+DEFAULT_OUT = Path("runs/model.pt")
+
+
+def _check_global_batch(batch_size: int | None, preset: str, nproc: int) -> None:
+    """Before any process starts: the global batch must split evenly (half clean, half synthetic)."""
+    batch = batch_size or RECOMMENDED_TRAINING.get(preset, {}).get("batch_size") or _DEFAULTS.batch_size
+    if batch % (2 * nproc):
+        raise typer.BadParameter(
+            f"{batch} (the global batch) must be a multiple of 2 x {nproc} processes: each trains on as many "
+            f"clean as synthetic samples",
+            param_hint="--batch-size",
+        )
+
+
+def _forwarded_args(ctx: typer.Context, skip: set[str]) -> list[str]:
+    """This command's options as the user gave them (minus ``skip``), for the training processes."""
+    args: list[str] = []
+    for param in ctx.command.params:
+        if param.param_type_name != "option" or param.name in skip:
+            continue
+        source = ctx.get_parameter_source(param.name)
+        if source is None or source.name not in ("COMMANDLINE", "ENVIRONMENT"):
+            continue
+        value = ctx.params[param.name]
+        if param.is_flag:
+            if value:
+                args.append(param.opts[0])
+            elif param.secondary_opts:
+                args.append(param.secondary_opts[0])
+        elif value is not None:
+            args += [param.opts[0], str(value)]
+    return args
+
+
+def _announce(trainer, dataset, steps: int) -> None:
     mc, tc = trainer.model.config, trainer.cfg
     console.print(
         f"training preset [bold]{mc.preset}[/] ({trainer.preprocessing.describe()}) on {dataset.path} "
         f"({len(trainer.train_paths)} train / {len(trainer.val_paths)} held-out images) "
-        f"on {trainer.device} in {trainer.precision}, steps {trainer.step}->{cfg.steps}"
+        f"on {trainer.device} in {trainer.precision}, steps {trainer.step}->{steps}"
     )
     console.print(
         f"recipe: batch {tc.batch_size}, crop {tc.crop_size or 'whole image'}, lr {tc.lr_denoiser:g}/{tc.lr_segmenter:g} "
         f"({tc.lr_schedule}), timesteps {tc.timesteps}, synthesis {tc.synthesis}, EMA {tc.ema_decay:g}, "
         f"dice weight {tc.dice_weight:g}"
     )
-    with progress_bar("train", cfg.steps) as bar:
+    written_by, now = trainer.resumed_world_size, trainer.dist.world_size
+    if written_by is not None and written_by != now:
+        console.print(
+            f"note: the checkpoint was written by {written_by} process{'es' if written_by > 1 else ''}, this run has {now}: the global "
+            f"batch and the samples of each step are the same, so training goes on where it stopped (equal to "
+            f"an uninterrupted run up to float rounding; bit-exact repeats need the same number of processes)"
+        )
+
+
+def _fit(trainer, batch_size: int, budget: float | None, snapshots: tuple[float, ...]):
+    with progress_bar("train", trainer.cfg.steps) as bar:
         task = bar.task_ids[0]
         bar.update(task, completed=trainer.step)
         start = trainer.step
 
         def report(step: int, total: int, losses: dict[str, float], elapsed: float) -> None:
-            rate = (step - start) * cfg.batch_size / max(elapsed, 1e-9)
+            rate = (step - start) * batch_size / max(elapsed, 1e-9)
             info = (f"loss {losses['total']:.4f} (noise {losses['noise']:.4f} focal {losses['focal']:.4f} "
                     f"l1 {losses['smooth_l1']:.4f} dice {losses['dice']:.3f}) {rate:.1f} img/s")
             bar.update(task, completed=step, info=info)
 
-        result = trainer.fit(report, time_budget_s=None if minutes is None else minutes * 60, snapshots_s=snapshots)
-    val = result.validation
-    if val.get("synthetic_image_auroc") is not None:
-        console.print(f"held-out normals vs synthetic anomalies: image AUROC {val['synthetic_image_auroc']:.3f} (not the test set)")
-    console.print(f"checkpoint: {result.checkpoint} (step {result.step})")
+        return trainer.fit(report, time_budget_s=budget, snapshots_s=snapshots)
+
+
+def _print_summary(outcomes) -> None:
+    from rich.table import Table
+
+    table = Table(title="categories")
+    for col in ("category", "status", "steps", "minutes", "held-out AUROC", "checkpoint", "error"):
+        table.add_column(col)
+    for o in outcomes:
+        row = o.row()
+        table.add_row(row["category"], row["status"], str(row["steps"]), row["minutes"], row["heldout_auroc"], row["checkpoint"], row["error"])
+    print_table(table)
 
 
 def _input_layout(model_config: ModelConfig, input_size: str | None, roi: str | None, tile: int | None,

@@ -23,6 +23,7 @@ from ..data.framing import Preprocessing, as_preprocessing
 from ..data.preprocess import read_image, to_chw_float
 from ..data.synthesis import AnomalySynthesizer
 from ..errors import DataError
+from .distributed import share_rows
 
 
 def load_foreground_masks(paths: Sequence[Path], folder: str | Path, size: int | tuple[int, int] | Preprocessing) -> list[np.ndarray]:
@@ -119,13 +120,17 @@ class SyntheticAnomalySamples(Dataset):
 
 
 class StepSampler(Sampler[int]):
-    """Yields the sample indices of steps ``start .. stop-1`` in order."""
+    """Yields the sample indices of steps ``start .. stop-1`` in order: all ``batch_size`` of each
+    step, or, for rank ``rank`` of ``world_size`` processes, that rank's share of them (see
+    :func:`.distributed.share_rows`: an equal slice of the clean and of the synthetic half)."""
 
-    def __init__(self, start_step: int, stop_step: int, batch_size: int):
+    def __init__(self, start_step: int, stop_step: int, batch_size: int, world_size: int = 1, rank: int = 0):
         self.start, self.stop, self.batch_size = start_step, stop_step, batch_size
+        self.rows = share_rows(batch_size, world_size, rank)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.start * self.batch_size, self.stop * self.batch_size))
+        b = self.batch_size
+        return (step * b + r for step in range(self.start, self.stop) for r in self.rows)
 
     def __len__(self) -> int:
-        return (self.stop - self.start) * self.batch_size
+        return (self.stop - self.start) * len(self.rows)

@@ -11,6 +11,10 @@ Ctrl-C is taken at a step boundary: the step in flight finishes, the checkpoint 
 run stops, so ``--resume`` continues exactly as if it had never stopped (a step cut in half would
 already have moved the BatchNorm statistics).
 
+With several processes (torchrun, see :mod:`.distributed`) each rank trains on its share of the
+same global batch; gradients are averaged, BatchNorm sees the whole global batch, and only rank 0
+validates and writes checkpoints.
+
 Model selection never looks at the test set: the checkpoint kept is the last one. A held-out part
 of ``train/good`` (``val_fraction``) is scored at the end, for thresholds and a sanity number.
 """
@@ -42,6 +46,7 @@ from ..hardware import resolve_train_precision
 from ..models.detector import DiffusionAD
 from ..paths import check_output_file
 from .checkpoint import load_model, read_checkpoint, save_checkpoint
+from .distributed import SINGLE, DistContext, check_batch, share_rows, sync_batchnorm
 from .losses import diffusionad_loss
 from .samples import StepSampler, SyntheticAnomalySamples, load_foreground_masks, load_images
 
@@ -125,6 +130,7 @@ class TrainResult:
     last_losses: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
     validation: dict[str, Any] = field(default_factory=dict)
+    train_seconds: float = 0.0
 
 
 ProgressFn = Callable[[int, int, dict[str, float], float], None]
@@ -167,8 +173,22 @@ class WeightAverage:
                 target.copy_(value)
 
 
+class _StepForward(torch.nn.Module):
+    """The forward half of a training step as one module call: what DistributedDataParallel wraps
+    (it synchronises the gradients of whatever its ``forward`` computed)."""
+
+    def __init__(self, model: DiffusionAD):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image, t_s, t_b, eps_s, eps_b):  # type: ignore[override]
+        x0_g, eps_s_hat, eps_b_hat = self.model.guided_reconstruction(image, t_s, t_b, eps_s, eps_b)
+        return eps_s_hat, eps_b_hat, self.model.segment_logits(image, x0_g)
+
+
 class Trainer:
-    """Owns the model, the optimisers and the data for one training run."""
+    """Owns the model, the optimisers and the data for one training run (or, with ``dist``, for
+    one rank of a multi-process run)."""
 
     def __init__(
         self,
@@ -180,8 +200,14 @@ class Trainer:
         resume: str | Path | None = None,
         overwrite: bool = False,
         preprocessing: Preprocessing | None = None,
+        dist: DistContext = SINGLE,
     ):
         self.cfg = train_config.validate()
+        self.dist = dist
+        #: checkpoint files this process wrote (rank 0 only ever writes)
+        self.checkpoint_writes = 0
+        #: processes of the run that wrote the resumed checkpoint (None: not resumed)
+        self.resumed_world_size: int | None = None
         self.dataset = dataset
         self.out_path = Path(out_path)
         # Checked before any work: a run must not end in an unwritable path after hours of steps.
@@ -209,6 +235,8 @@ class Trainer:
                 keep = dict(steps=self.cfg.steps, checkpoint_every=self.cfg.checkpoint_every,
                             num_workers=self.cfg.num_workers, precision=self.cfg.precision, amp=self.cfg.amp)
                 self.cfg = TrainConfig.from_dict({**stored, **keep}).validate()
+            self.resumed_world_size = int(resume_payload.get("world_size", 1))
+        check_batch(self.cfg.batch_size, dist.world_size)
 
         # What the networks see: the ROI, resized to the input size or cut into tiles (data/framing.py).
         self.preprocessing = preprocessing or preprocessing_of(model_config)
@@ -237,6 +265,9 @@ class Trainer:
         self.memory_format = torch.channels_last if self.device.type in ("cpu", "cuda") else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         self.ema = WeightAverage(self.model, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
+        if dist.active:
+            # BatchNorm over the global batch (the average keeps plain BatchNorm: it never trains).
+            self.model = sync_batchnorm(self.model, self.device)
         self.train_seconds = 0.0
         self._time_budget_s: float | None = None
 
@@ -267,9 +298,22 @@ class Trainer:
             crop_size=self.cfg.crop_size,
             user_masks=load_foreground_masks(train_paths, self.cfg.foreground_masks, prep) if self.cfg.foreground_masks else None,
         )
+        # Last: wrapping the model talks to the other ranks, so everything that can fail alike on
+        # every rank (the data above) has failed before.
+        self._forward: torch.nn.Module = _StepForward(self.model)
+        if dist.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._forward = DistributedDataParallel(self._forward, device_ids=ids)
+        # Positions of this rank's samples in the global batch (all of them in one process).
+        self._rows = torch.tensor(share_rows(self.cfg.batch_size, dist.world_size, dist.rank))
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, validation: dict[str, Any] | None = None) -> None:
+        """Write the checkpoint (atomically); on ranks other than 0, nothing."""
+        if not self.dist.is_main:
+            return
         rel = lambda paths: [str(p.relative_to(self.dataset.path)) for p in paths]  # noqa: E731
         deployable = self.ema.model if self.ema is not None else self.model
         save_checkpoint(
@@ -294,15 +338,21 @@ class Trainer:
                 "val_images": rel(self.val_paths),
             },
             validation=validation or {},
+            world_size=self.dist.world_size,
         )
+        self.checkpoint_writes += 1
 
     # -- one step ------------------------------------------------------------------------------
     def train_step(self, image: torch.Tensor, mask: torch.Tensor, is_clean: torch.Tensor) -> dict[str, float]:
-        model, d = self.model, self.model.config.diffusion
+        d = self.model.config.diffusion
         deployed = (d.t_s, d.t_b) if self.cfg.timesteps == "deployed" else None
+        # The noises of the global batch; one rank of several keeps the rows of its own samples.
+        shape = (self.cfg.batch_size, *image.shape[1:]) if self.dist.active else tuple(image.shape)
         t_s, t_b, eps_s, eps_b = step_noise(
-            self.cfg.seed, self.step, tuple(image.shape), d.t_split, d.num_timesteps, deployed, self.cfg.t_jitter
+            self.cfg.seed, self.step, shape, d.t_split, d.num_timesteps, deployed, self.cfg.t_jitter
         )
+        if self.dist.active:
+            t_s, t_b, eps_s, eps_b = (x[self._rows] for x in (t_s, t_b, eps_s, eps_b))
         dev, fmt = self.device, self.memory_format
         image, mask, is_clean = image.to(dev, memory_format=fmt), mask.to(dev), is_clean.to(dev)
         t_s, t_b = t_s.to(dev), t_b.to(dev)
@@ -314,14 +364,15 @@ class Trainer:
         else:
             autocast = contextlib.nullcontext()
         with autocast:
-            x0_g, eps_s_hat, eps_b_hat = model.guided_reconstruction(image, t_s, t_b, eps_s, eps_b)
-            prob = torch.sigmoid(model.segment_logits(image, x0_g))
+            eps_s_hat, eps_b_hat, logits = self._forward(image, t_s, t_b, eps_s, eps_b)
+            prob = torch.sigmoid(logits)
         loss = diffusionad_loss(
             eps_s_hat, eps_s, eps_b_hat, eps_b, is_clean, prob, mask,
             self.cfg.focal_weight, self.cfg.focal_alpha, self.cfg.focal_gamma, self.cfg.dice_weight,
         )
-        if not torch.isfinite(loss.total):
-            raise DaeError(f"loss became {float(loss.total)} at step {self.step}; lower the learning rates")
+        reported = self._global_losses(loss.as_floats())
+        if not math.isfinite(reported["total"]):
+            raise DaeError(f"loss became {reported['total']} at step {self.step}; lower the learning rates")
         self.opt_denoiser.zero_grad(set_to_none=True)
         self.opt_segmenter.zero_grad(set_to_none=True)
         self.scaler.scale(loss.total).backward()
@@ -330,7 +381,32 @@ class Trainer:
         self.scaler.update()
         if self.ema is not None:
             self.ema.update(self.model)
-        return loss.as_floats()
+        return reported
+
+    def _global_losses(self, local: dict[str, float]) -> dict[str, float]:
+        """The loss of the global batch: the mean of the ranks' (equal-sized shares). Every rank
+        gets the same numbers, so a non-finite loss stops all of them at the same step."""
+        if not self.dist.active:
+            return local
+        import torch.distributed as tdist
+
+        values = torch.tensor(list(local.values()), dtype=torch.float64)
+        tdist.all_reduce(values)
+        return dict(zip(local, (values / self.dist.world_size).tolist()))
+
+    def _agree(self, stop: bool, budget_reached: bool) -> tuple[bool, bool]:
+        """All ranks take the same decisions at a step boundary: stop if any rank was asked to (its
+        Ctrl-C), and use rank 0's training time (the learning rate of a time-boxed run depends on
+        it, and must not differ between ranks)."""
+        if not self.dist.active:
+            return stop, budget_reached
+        import torch.distributed as tdist
+
+        flags = torch.tensor([float(stop), self.train_seconds if self.dist.is_main else 0.0], dtype=torch.float64)
+        tdist.all_reduce(flags)
+        self.train_seconds = float(flags[1])
+        budget_reached = self._time_budget_s is not None and self.train_seconds >= self._time_budget_s
+        return bool(flags[0] > 0), budget_reached
 
     def _set_learning_rates(self) -> None:
         progress = None
@@ -365,10 +441,11 @@ class Trainer:
                 f"checkpoint has already trained {self.train_seconds / 60:.1f} min; pass --minutes above it to train on"
             )
         self._time_budget_s = time_budget_s
+        world = self.dist.world_size
         loader = DataLoader(
             self.samples,
-            batch_size=self.cfg.batch_size,
-            sampler=StepSampler(self.step, total, self.cfg.batch_size),
+            batch_size=self.cfg.batch_size // world,
+            sampler=StepSampler(self.step, total, self.cfg.batch_size, world, self.dist.rank),
             num_workers=self.cfg.num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
@@ -390,6 +467,11 @@ class Trainer:
                     losses = self.train_step(image, mask, is_clean)
                     self.step += 1
                     self.train_seconds = seconds_at_start + time.perf_counter() - t0
+                    stop_all, budget_reached = self._agree(
+                        stop.requested, time_budget_s is not None and self.train_seconds >= time_budget_s
+                    )
+                    if stop_all and not stop.requested:
+                        stop.requested = True  # another rank's Ctrl-C: stop here with it
                     smoothed = {k: v if k not in smoothed else 0.9 * smoothed[k] + 0.1 * v for k, v in losses.items()}
                     if self.step % 10 == 0 or self.step == total:
                         self.history.append({"step": float(self.step), **smoothed})
@@ -401,7 +483,7 @@ class Trainer:
                         t0 += time.perf_counter() - snap_start  # validation is not training time
                     if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0 and self.step < total:
                         self.save()
-                    if time_budget_s is not None and self.train_seconds >= time_budget_s:
+                    if budget_reached:
                         break
             except RuntimeError:
                 # Data-loader workers also receive Ctrl-C and exit; the main process then learns
@@ -416,13 +498,15 @@ class Trainer:
                 )
         validation = self.validate()
         self.save(validation)
-        return TrainResult(self.out_path, self.step, losses, self.history, validation)
+        return TrainResult(self.out_path, self.step, losses, self.history, validation, self.train_seconds)
 
     def snapshot_path(self, seconds: float) -> Path:
         return self.out_path.with_name(f"{self.out_path.stem}-{seconds / 60:g}min{self.out_path.suffix}")
 
     def _snapshot(self, seconds: float) -> None:
         """A copy of the checkpoint at this point of training (validated like a final one)."""
+        if not self.dist.is_main:
+            return
         out, self.out_path = self.out_path, self.snapshot_path(seconds)
         try:
             self.save(self.validate())
@@ -431,8 +515,9 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, Any]:
-        """Score held-out normal images and synthetic anomalies made from them (never the test set)."""
-        if not self.val_paths:
+        """Score held-out normal images and synthetic anomalies made from them (never the test set).
+        Rank 0's job in a multi-process run (the others return nothing)."""
+        if not self.val_paths or not self.dist.is_main:
             return {}
         net = self.ema.model if self.ema is not None else self.model
         net.eval()
