@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import getpass
 import json
 import os
 import shutil
@@ -40,8 +41,11 @@ class Broker:
         self.exe, self.folder, self.port = exe, folder, free_port()
         (folder / "data").mkdir(parents=True, exist_ok=True)
         self.conf = folder / "mosquitto.conf"
+        # `user`: started as root, mosquitto otherwise switches to the `mosquitto` user, which cannot
+        # write its persistence file into this (root-owned) folder: the subscriber's session would
+        # not survive a restart and messages sent before it reconnects would be lost to it.
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                             f"persistence_location {folder / 'data'}/\n")
+                             f"persistence_location {folder / 'data'}/\nuser {getpass.getuser()}\n")
         self.proc: subprocess.Popen | None = None
         self.start()
 
