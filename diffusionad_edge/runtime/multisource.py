@@ -119,6 +119,12 @@ class _Reader:
             self.owner.warn(f"camera {self.spec.name} ({describe(self.spec.source)}): {exc}; retrying with back-off, the other cameras go on")
         self.owner.on_status(self.spec.name, "reconnecting")
 
+    def _retry_after(self, exc: Exception, backoff: float) -> float:
+        """Record a failure, wait ``backoff`` seconds and return the next (doubled, capped) wait."""
+        self._fail(exc)
+        self.owner.sleep(backoff)
+        return min(backoff * 2, self.owner.max_backoff_s)
+
     def _recovered(self) -> None:
         if self.streak:
             self.owner.warn(f"camera {self.spec.name} is back after {self.streak} failed attempt(s)")
@@ -137,9 +143,7 @@ class _Reader:
                 except SourceError as exc:
                     if owner.stopped:
                         break
-                    self._fail(exc)
-                    owner.sleep(backoff)
-                    backoff = min(backoff * 2, owner.max_backoff_s)
+                    backoff = self._retry_after(exc, backoff)
                     continue
             try:
                 for frame in self.src.frames():
@@ -158,9 +162,7 @@ class _Reader:
                 self._close_src()
                 if owner.stopped:
                     break
-                self._fail(exc)
-                owner.sleep(backoff)
-                backoff = min(backoff * 2, owner.max_backoff_s)
+                backoff = self._retry_after(exc, backoff)
                 continue
             break
         self._collect()

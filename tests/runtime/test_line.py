@@ -27,6 +27,7 @@ from diffusionad_edge.runtime.mqtt import MqttOptions, MqttPublisher
 from diffusionad_edge.runtime.sources import Frame
 from diffusionad_edge.runtime.web import start_server
 from tests.runtime.linefix import Broker, Chromium, Subscriber, free_port
+from tests.runtime.videofix import write_plate_video
 
 ARTEFACTS = Path(os.environ.get("DAE_TEST_ARTEFACTS", "/tmp/dae-test-artefacts"))
 
@@ -56,20 +57,9 @@ def bundle_dir(tiny_checkpoint, tmp_path_factory):
                          log=lambda m: None).bundle
 
 
-def write_video(path: Path, n: int) -> Path:
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 80))
-    for i in range(n):
-        f = np.full((80, 96, 3), 150, np.uint8)
-        if i % 3 == 0:
-            cv2.circle(f, (40, 40), 8, (20, 20, 20), -1)
-        w.write(f)
-    w.release()
-    return path
-
-
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    return write_video(tmp_path_factory.mktemp("video") / "line.mp4", 12)
+    return write_plate_video(tmp_path_factory.mktemp("video") / "line.mp4", 12)
 
 
 def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
@@ -211,7 +201,7 @@ def test_run_publishes_every_decision_once_in_order_with_status(bundle_dir, vide
 
 
 def test_killed_process_leaves_last_will(bundle_dir, broker, tmp_path):
-    long_video = write_video(tmp_path / "long.mp4", 3000)
+    long_video = write_plate_video(tmp_path / "long.mp4", 3000)
     sub = Subscriber(broker.port, "dae/status")
     proc = dae_bg("run", "--model", bundle_dir, "--source", long_video, "--mqtt", f"mqtt://127.0.0.1:{broker.port}", "--no-show")
     try:

@@ -13,6 +13,8 @@ from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
 from diffusionad_edge.runtime.bundle import load_bundle
 from diffusionad_edge.runtime.sources import LiveSource, SourceError
 
+from .videofix import write_plate_video
+
 
 def dae(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", *map(str, args)], capture_output=True, text=True, timeout=timeout)
@@ -28,15 +30,7 @@ def bundles(tiny_checkpoint, tmp_path_factory):
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     """12 frames of a plate, a dark hole drawn on every third frame."""
-    path = tmp_path_factory.mktemp("video") / "line.mp4"
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 80))
-    for i in range(12):
-        f = np.full((80, 96, 3), 150, np.uint8)
-        if i % 3 == 0:
-            cv2.circle(f, (40, 40), 8, (20, 20, 20), -1)
-        w.write(f)
-    w.release()
-    return path
+    return write_plate_video(tmp_path_factory.mktemp("video") / "line.mp4", 12)
 
 
 @pytest.mark.parametrize("target", ["onnxruntime-cpu", "openvino-cpu"])
