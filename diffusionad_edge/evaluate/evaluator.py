@@ -3,7 +3,8 @@
 Metrics are computed on raw maps, with no smoothing, at the model's input size (256x256 for the
 paper preset; height x width for a rectangular input), or, for a tiled model, at the full
 resolution of the image (or its ROI); ``metric_hw`` asks for one resolution for every model (maps
-resized bilinearly, masks by nearest neighbour), so that pipelines can be compared. Per defect
+resized bilinearly, masks by nearest neighbour), or ``"native"`` for each image's own resolution
+(datasets whose images differ in size), so that pipelines can be compared. Per defect
 type, the set is that type's images plus all good test images; "overall"
 uses every test image.
 """
@@ -54,7 +55,7 @@ def evaluate(
     batch_size: int = 8,
     progress: ProgressFn | None = None,
     limit: int | None = None,
-    metric_hw: tuple[int, int] | None = None,
+    metric_hw: tuple[int, int] | str | None = None,
 ) -> EvalResult:
     """Run ``predict`` (a runner, e.g. :class:`~..runtime.runners.TorchRunner`, or a batch -> (maps,
     scores) function) over the test split and compute the metrics overall and per defect type.
@@ -86,7 +87,10 @@ def evaluate(
         else:
             loaded = [read_test_sample(s) for s in chunk]
             regions = [prep.region(mask) for _, mask in loaded]
-            hw = metric_hw or (None if prep.tile is not None else prep.input_hw)
+            if metric_hw == "native":
+                hw = None  # each image's (region's) own resolution
+            else:
+                hw = metric_hw or (None if prep.tile is not None else prep.input_hw)
             t0 = time.perf_counter()
             m_list, s_arr = predict_frames(prep, predict, [img for img, _ in loaded], hw)
             t_model += time.perf_counter() - t0

@@ -34,7 +34,7 @@ from ..data.preprocess import to_bgr
 from ..paths import OutputPathError, check_output_dir, check_output_file
 from .bundle import Bundle, BundleResult
 from .overlay import draw_overlay
-from .sources import Frame, open_source
+from .sources import Frame, ReadAhead, open_source
 
 
 @dataclass
@@ -236,7 +236,9 @@ def run_stream(bundle: Bundle, source: str, opts: RunOptions, on_frame: Callable
     outputs = _Outputs(opts, float(getattr(src, "fps", 0) or 25.0), several, state, publisher)
     cams: dict[str, dict[str, Any]] = {}
     start = time.perf_counter()
-    groups = src.groups() if several else _groups(src.frames(), max(1, opts.requests))
+    # Files: decode ahead on a thread (live sources already have their capture thread).
+    ahead = ReadAhead(src.frames()) if not several and not getattr(src, "live", True) else None
+    groups = src.groups() if several else _groups(ahead if ahead is not None else src.frames(), max(1, opts.requests))
     try:
         for group in groups:
             t0 = time.perf_counter()
@@ -287,6 +289,8 @@ def run_stream(bundle: Bundle, source: str, opts: RunOptions, on_frame: Callable
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
+        if ahead is not None:
+            ahead.close()  # before the source it reads is released
         src.close()
         outputs.close()
         if opts.show:

@@ -4,12 +4,14 @@ folder or glob.
 Live sources are read by a capture thread that keeps only the newest frame: a slow model never
 works on a queue of stale frames (the classic lag bug), and every frame it skipped is counted.
 A lost stream is reopened with exponential back-off; a source that cannot be opened at all is a
-clear error naming it. Files (videos, image folders) are read in order, frame by frame, since
-there nothing is lost by waiting.
+clear error naming it. Files (videos, image folders) are read in order, every frame, since there
+nothing is lost by waiting; :class:`ReadAhead` decodes the next few on a thread of their own, so
+that decoding overlaps inference instead of adding to it.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -208,6 +210,55 @@ class LiveSource:
             self._cond.notify_all()  # a reader waiting in frames() returns now
         self._thread.join(timeout=5)
         self._cap.release()
+
+
+class ReadAhead:
+    """Iterate ``frames`` on a background thread, ``depth`` frames ahead, in order, none dropped.
+
+    For files: the next frame is decoded while the current one is inferred. Errors raised by the
+    iterator are raised again from :meth:`__iter__` at the frame where they happened. :meth:`close`
+    stops the thread within a fraction of a second (call it before closing the source it reads)."""
+
+    _END = object()
+
+    def __init__(self, frames: Iterator[Frame], depth: int = 4):
+        self._frames = frames
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="read-ahead", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for frame in self._frames:
+                if not self._put(frame):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+            return
+        self._put(self._END)
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def open_source(source: str):
