@@ -53,6 +53,7 @@ def demo(
     from ..demo import DemoFacts, make_line_video, score_decisions, write_demo_report
     from ..evaluate.evaluator import evaluate
     from ..export.pipeline import ExportOptions, export_bundle
+    from ..models.checkpoint_io import load_model
     from ..runtime.bundle import open_bundle
     from ..runtime.live import RunOptions, run_stream
     from ..runtime.runners import TorchRunner
@@ -97,7 +98,10 @@ def demo(
         console.print(f"[bold red]under-trained:[/] held-out synthetic-anomaly AUROC {held_out:.3f} < {UNDERTRAINED_AUROC}")
 
     console.rule("3/6 evaluate")
-    runner = TorchRunner(trainer.model, trainer.device)
+    # The checkpoint's weights (the averaged ones when the recipe keeps an average): the model that
+    # is exported and benchmarked below, not the trainer's raw weights.
+    deployed, _ = load_model(ckpt)
+    runner = TorchRunner(deployed, trainer.device)
     with progress_bar("eval", len(dataset.test_samples), extra=False) as bar:
         ev = evaluate(dataset, runner, size, progress=lambda d, t: bar.update(bar.task_ids[0], completed=d))
     print_eval_table(ev.to_dict(), f"built-in surface: {preset} after {result.step} steps")

@@ -77,6 +77,11 @@ class TensorRTRunner(Runner):
         if self.use_cuda_graph and not hasattr(self.mem, "capture"):
             self.use_cuda_graph = False  # pycuda has no graph capture: plain enqueues
 
+    def model_input_shape(self) -> tuple[int, ...] | None:
+        """The engine's input shape once active: a bundle whose metadata says another size is refused."""
+        inputs = getattr(self, "inputs", None)
+        return tuple(inputs["image"][0].shape) if inputs and "image" in inputs else None
+
     def _enqueue(self) -> None:
         for host, dev in self.inputs.values():
             self.mem.htod(dev, host)
