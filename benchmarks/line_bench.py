@@ -1,13 +1,17 @@
 """The README's "On the line" numbers: what the live view and MQTT cost `dae run`, and four video
 sources against one.
 
-    python benchmarks/line_bench.py BUNDLE [--frames 300] [--out line_bench.json]
+    python benchmarks/line_bench.py BUNDLE [--frames 300] [--rounds 5] [--out line_bench.json]
 
 Runs `dae run` on a generated 320x240 video (frames decoded as fast as they come, no camera pacing):
 1. plain (`--no-show`), 2. with `--http` (one MJPEG client reading the stream, as a browser) and
 `--mqtt` to a local mosquitto (QoS 1), 3. four copies of the video as four sources, 4. the same with
-live view and MQTT. Prints one JSON object: end-to-end FPS, model-only FPS (1000 / mean inference
-ms), per-camera FPS and latency.
+live view and MQTT. The four runs are repeated ``--rounds`` times, interleaved, so that a change in
+the machine's load hits every configuration alike. Prints one JSON object: per run end-to-end FPS,
+model-only FPS (1000 / mean inference ms of that run), per-camera FPS and latency; per
+configuration the medians over rounds, with two ratios: end-to-end over model-only of the same
+runs, and end-to-end over the model-only FPS of the plain runs (no live view, no MQTT, same
+number of sources), which also counts what the live view and MQTT take from inference itself.
 """
 
 from __future__ import annotations
@@ -80,10 +84,27 @@ def run(bundle: str, sources: list[Path], line: bool, broker_port: int | None) -
             **({"mqtt": s["mqtt"]} if "mqtt" in s else {})}
 
 
+def summarise(rows: list[dict]) -> list[dict]:
+    """Medians per configuration over the rounds, and the two ratios of the module docstring."""
+    out = []
+    for n, line in ((1, False), (1, True), (4, False), (4, True)):
+        mine = [r for r in rows if r["sources"] == n and r["live_view_and_mqtt"] == line]
+        plain = [r for r in rows if r["sources"] == n and not r["live_view_and_mqtt"]]
+        e2e = float(np.median([r["end_to_end_fps"] for r in mine]))
+        model = float(np.median([r["model_fps"] for r in mine]))
+        plain_model = float(np.median([r["model_fps"] for r in plain]))
+        out.append({"sources": n, "live_view_and_mqtt": line, "end_to_end_fps": e2e, "model_fps": model,
+                    "end_to_end_over_model_same_runs": float(np.median([r["end_to_end_fps"] / r["model_fps"] for r in mine])),
+                    "end_to_end_over_plain_model": e2e / plain_model,
+                    "end_to_end_fps_all": [round(r["end_to_end_fps"], 1) for r in mine]})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bundle")
     ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the four runs, interleaved; medians are reported")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -94,13 +115,17 @@ def main() -> None:
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
         broker = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
+        rows = []
         try:
-            rows = [run(a.bundle, [video], False, port), run(a.bundle, [video], True, port),
-                    run(a.bundle, [video] * 4, False, port), run(a.bundle, [video] * 4, True, port)]
+            for r in range(a.rounds):
+                for n, line in ((1, False), (1, True), (4, False), (4, True)):
+                    rows.append({"round": r, **run(a.bundle, [video] * n, line, port)})
+                    print(f"round {r}: {n} source(s), live view + MQTT {line}: {rows[-1]['end_to_end_fps']:.1f} FPS "
+                          f"end to end, {rows[-1]['model_fps']:.1f} model-only", file=sys.stderr, flush=True)
         finally:
             broker.terminate()
             broker.wait()
-    out = {"bundle": a.bundle, "frames_per_source": a.frames, "rows": rows}
+    out = {"bundle": a.bundle, "frames_per_source": a.frames, "rounds": a.rounds, "rows": rows, "summary": summarise(rows)}
     text = json.dumps(out, indent=1)
     if a.out:
         a.out.write_text(text + "\n")

@@ -1,7 +1,8 @@
 """The ``dae run`` loop: source -> preprocess -> inference -> overlay/outputs, with per-stage timing.
 
-Three stages overlap: capture (its own thread for live sources, keeping only the newest frame),
-preprocessing + inference (this thread), and drawing + writing outputs (an output thread with a
+Three stages overlap: capture (its own thread for live sources, keeping only the newest frame;
+for files a read-ahead thread that also preprocesses the next frames), inference (this thread,
+with preprocessing for live sources), and drawing + writing outputs (an output thread with a
 short queue). With ``requests`` > 1 (OpenVINO bundles), that many frames are preprocessed and kept in
 flight together in the runner's asynchronous queue: more frames per second on many-core CPUs, at
 the cost of latency. Ctrl-C stops cleanly: queued frames are written and the video file is finalised, so
@@ -236,14 +237,22 @@ def run_stream(bundle: Bundle, source: str, opts: RunOptions, on_frame: Callable
     outputs = _Outputs(opts, float(getattr(src, "fps", 0) or 25.0), several, state, publisher)
     cams: dict[str, dict[str, Any]] = {}
     start = time.perf_counter()
-    # Files: decode ahead on a thread (live sources already have their capture thread).
-    ahead = ReadAhead(src.frames()) if not several and not getattr(src, "live", True) else None
+    # Files: decode and preprocess ahead on a thread, overlapping inference. Live sources are not:
+    # a frame prepared ahead would wait for the model and be one inference older when it is used.
+    ahead = None
+    if not several and not getattr(src, "live", True):
+        ahead = ReadAhead(src.frames(), prepare=lambda f: bundle.prepare_frame(f.image, bgr=f.bgr))
     groups = src.groups() if several else _groups(ahead if ahead is not None else src.frames(), max(1, opts.requests))
     try:
         for group in groups:
             t0 = time.perf_counter()
             # One batch per frame: one input, or all tiles of a tiled bundle's frame.
-            prepared = [bundle.prepare_frame(frame.image, bgr=frame.bgr) for frame in group]
+            if all(frame.prepared is not None for frame in group):  # prepared ahead (files)
+                prepared = [frame.prepared for frame in group]
+                pre_ms = sum(frame.prepare_ms for frame in group) / len(group)
+            else:
+                prepared = [bundle.prepare_frame(frame.image, bgr=frame.bgr) for frame in group]
+                pre_ms = (time.perf_counter() - t0) * 1000 / len(group)
             t1 = time.perf_counter()
             if several and len(prepared) > 1 and all(p.layout is None for p in prepared):
                 # one frame of each ready camera: one batch
@@ -251,8 +260,8 @@ def run_stream(bundle: Bundle, source: str, opts: RunOptions, on_frame: Callable
             else:
                 results = bundle.predict_frames(prepared)
             t2 = time.perf_counter()
-            # per frame: the group's stage times shared out (one frame when requests == 1)
-            pre_ms, infer_ms = (t1 - t0) * 1000 / len(group), (t2 - t1) * 1000 / len(group)
+            # per frame: the group's inference time shared out (one frame when requests == 1)
+            infer_ms = (t2 - t1) * 1000 / len(group)
             stop = False
             for frame, result in zip(group, results):
                 t_out = time.perf_counter()

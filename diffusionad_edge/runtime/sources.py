@@ -37,6 +37,8 @@ class Frame:
     path: str | None = None  # for image folders
     bgr: bool = True  # OpenCV captures give BGR; image files are decoded to RGB
     camera: str = "cam0"  # the camera's name (several sources per device: runtime/multisource.py)
+    prepared: Any = None  # the network input, when a read-ahead thread has already prepared it
+    prepare_ms: float = 0.0  # the time that took (on that thread)
 
 
 def describe(source: str) -> str:
@@ -215,14 +217,17 @@ class LiveSource:
 class ReadAhead:
     """Iterate ``frames`` on a background thread, ``depth`` frames ahead, in order, none dropped.
 
-    For files: the next frame is decoded while the current one is inferred. Errors raised by the
-    iterator are raised again from :meth:`__iter__` at the frame where they happened. :meth:`close`
-    stops the thread within a fraction of a second (call it before closing the source it reads)."""
+    For files: the next frames are decoded, and with ``prepare`` (frame -> network input) also
+    preprocessed, while the current one is inferred (set as ``frame.prepared``, with the time it
+    took as ``frame.prepare_ms``). Errors raised by either are raised again from :meth:`__iter__`
+    at the frame where they happened. :meth:`close` stops the thread within a fraction of a second
+    (call it before closing the source it reads)."""
 
     _END = object()
 
-    def __init__(self, frames: Iterator[Frame], depth: int = 4):
+    def __init__(self, frames: Iterator[Frame], depth: int = 4, prepare: Callable[[Frame], Any] | None = None):
         self._frames = frames
+        self._prepare = prepare
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="read-ahead", daemon=True)
@@ -240,6 +245,10 @@ class ReadAhead:
     def _run(self) -> None:
         try:
             for frame in self._frames:
+                if self._prepare is not None:
+                    t0 = time.perf_counter()
+                    frame.prepared = self._prepare(frame)
+                    frame.prepare_ms = (time.perf_counter() - t0) * 1000
                 if not self._put(frame):
                     return
         except BaseException as exc:  # handed to the consumer, raised there

@@ -64,3 +64,22 @@ def test_video_file_read_ahead_matches_direct_reading(tmp_path):
     src.close()
     assert len(via) == len(direct) > 0
     assert all(np.array_equal(a, b) for a, b in zip(via, direct))
+
+
+def test_prepare_runs_on_the_thread_and_its_errors_arrive_in_place():
+    where = set()
+
+    def prepare(frame):
+        where.add(threading.current_thread().name)
+        if frame.index == 4:
+            raise ValueError("frame 4 does not fit the ROI")
+        return frame.image.astype(np.float32) / 255
+
+    ahead = ReadAhead(_frames(8), prepare=prepare)
+    got = []
+    with pytest.raises(ValueError, match="frame 4"):
+        for f in ahead:
+            assert f.prepared is not None and f.prepared.dtype == np.float32 and f.prepare_ms >= 0.0
+            got.append(f.index)
+    ahead.close()
+    assert got == [0, 1, 2, 3] and where == {"read-ahead"}
