@@ -53,6 +53,7 @@ def demo(
     from ..demo import DemoFacts, make_line_video, score_decisions, write_demo_report
     from ..evaluate.evaluator import evaluate
     from ..export.pipeline import ExportOptions, export_bundle
+    from ..interrupts import interrupt_guard
     from ..models.checkpoint_io import load_model
     from ..runtime.bundle import open_bundle
     from ..runtime.live import RunOptions, run_stream
@@ -110,12 +111,17 @@ def demo(
     console.rule("4/6 export (ONNX Runtime and OpenVINO, FP32 and INT8)")
     bundles = []
     references: dict = {}  # the FP32 references are the same for all four exports: computed once
+    kept = f"kept: the dataset, {ckpt} and {out / 'eval.json'}"
     for target, precision in (("onnxruntime-cpu", "fp32"), ("onnxruntime-cpu", "int8"), ("openvino-cpu", "fp32"), ("openvino-cpu", "int8")):
         console.print(f"export {target} {precision} ...")
-        res = export_bundle(ExportOptions(
-            checkpoint=ckpt, target=target, precision=precision, out_dir=out / "exports" / f"{target}-{precision}",
-            input_size=size, calibration_count=8 if fast else 32, eval_data=dataset.path, keep_failed=True, overwrite=True,
-        ), log=lambda m: None, reference_cache=references)
+        done = ", ".join(str(b.bundle) for b in bundles)
+        # Ctrl-C in an export (minutes in native code): one line within seconds, exit 130, the
+        # bundle being written is not left half-done (as in `dae export`).
+        with interrupt_guard(f"interrupted during the exports; {kept}" + (f", finished bundles {done}" if done else "")):
+            res = export_bundle(ExportOptions(
+                checkpoint=ckpt, target=target, precision=precision, out_dir=out / "exports" / f"{target}-{precision}",
+                input_size=size, calibration_count=8 if fast else 32, eval_data=dataset.path, keep_failed=True, overwrite=True,
+            ), log=lambda m: None, reference_cache=references)
         print_report(res.metadata)
         bundles.append(res)
 
