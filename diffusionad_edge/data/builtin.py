@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -111,22 +113,12 @@ def generate_dataset(
         rng = np.random.default_rng([seed, cat_id, split, i])
         return draw_normal(size, material, rng), rng
 
-    jobs = [("train", "good", 0, n_train), ("test", "good", 1, n_test_good)]
-    for split, folder, code, count in jobs:
-        out = root / split / folder
-        out.mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            _write_png(out / f"{i:03d}.png", _to_uint8(normal(code, i)[0]))
+    def defective(k: int, draw, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return draw(*normal(2 + k, i))
 
-    for k, (defect, draw) in enumerate(DEFECTS.items()):
-        img_dir, gt_dir = root / "test" / defect, root / "ground_truth" / defect
-        img_dir.mkdir(parents=True, exist_ok=True)
-        gt_dir.mkdir(parents=True, exist_ok=True)
-        for i in range(n_test_per_defect):
-            img, rng = normal(2 + k, i)
-            bad, mask = draw(img, rng)
-            _write_png(img_dir / f"{i:03d}.png", _to_uint8(bad))
-            _write_png(gt_dir / f"{i:03d}_mask.png", mask.astype(np.uint8) * 255)
+    _write_layout(root, lambda split, i: normal(split, i)[0],
+                  {defect: partial(defective, k, draw) for k, (defect, draw) in enumerate(DEFECTS.items())},
+                  n_train, n_test_good, n_test_per_defect)
     return root
 
 
@@ -138,21 +130,36 @@ def _generate_long_parts(root: Path, n_train: int, n_test_good: int, n_test_per_
         img, box = long_part(height, rng)
         return img, box, rng
 
-    for split, folder, code, count in (("train", "good", 0, n_train), ("test", "good", 1, n_test_good)):
-        out = root / split / folder
+    def defective(k: int, draw, i: int) -> tuple[np.ndarray, np.ndarray]:
+        img, box, rng = normal(2 + k, i)
+        for _ in range(20):  # a defect that fell mostly onto a hole is drawn again
+            bad, mask = draw(img, box, rng)
+            if mask.sum() >= 6 * height // 32:
+                break
+        return bad, mask
+
+    _write_layout(root, lambda split, i: normal(split, i)[0],
+                  {defect: partial(defective, k, draw) for k, (defect, draw) in enumerate(LONG_PART_DEFECTS.items())},
+                  n_train, n_test_good, n_test_per_defect)
+
+
+def _write_layout(root: Path, good: Callable[[int, int], np.ndarray],
+                  defective: dict[str, Callable[[int], tuple[np.ndarray, np.ndarray]]],
+                  n_train: int, n_test_good: int, n_test_per_defect: int) -> None:
+    """Write one category's MVTec layout: ``good(split, i)`` images (split 0: train, 1: test) into
+    ``train/good`` and ``test/good``; per defect type, ``defective[type](i)`` -> (image, mask) into
+    ``test/<type>`` and ``ground_truth/<type>`` (mask 255 on defect pixels)."""
+    for split, code, count in (("train", 0, n_train), ("test", 1, n_test_good)):
+        out = root / split / "good"
         out.mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            _write_png(out / f"{i:03d}.png", _to_uint8(normal(code, i)[0]))
-    for k, (defect, draw) in enumerate(LONG_PART_DEFECTS.items()):
+            _write_png(out / f"{i:03d}.png", _to_uint8(good(code, i)))
+    for defect, make in defective.items():
         img_dir, gt_dir = root / "test" / defect, root / "ground_truth" / defect
         img_dir.mkdir(parents=True, exist_ok=True)
         gt_dir.mkdir(parents=True, exist_ok=True)
         for i in range(n_test_per_defect):
-            img, box, rng = normal(2 + k, i)
-            for _ in range(20):  # a defect that fell mostly onto a hole is drawn again
-                bad, mask = draw(img, box, rng)
-                if mask.sum() >= 6 * height // 32:
-                    break
+            bad, mask = make(i)
             _write_png(img_dir / f"{i:03d}.png", _to_uint8(bad))
             _write_png(gt_dir / f"{i:03d}_mask.png", mask.astype(np.uint8) * 255)
 
