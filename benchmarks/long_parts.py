@@ -14,9 +14,9 @@ Data: the built-in ``long-part`` category (1:2.5 images, 2-4 px scratches and cr
 resolution), generated with ``--height`` (default 768: 768x1920 images, 1.5 megapixels, the small
 end of a production camera; at 384x960 a squashed 256x256 input still keeps most of a 2-4 px
 defect, see ``--contrast``), or any MVTec-layout category with ``--data`` (e.g. Magnetic Tile, whose
-images differ in size, down to 109 px wide: pass a ``--tile`` that fits the smallest, e.g. 96). Every pipeline uses the preset's recommended
-recipe (for ``edge``: random 128 px training crops, so a training step costs the same in every
-pipeline; only where the crops come from differs).
+images differ in size, the smallest side 103 px: pass a ``--tile`` that fits it, e.g. 96). Every
+pipeline uses the preset's recommended recipe (for ``edge``: random 128 px training crops, so a
+training step costs the same in every pipeline; only where the crops come from differs).
 
 Usage (a fair comparison needs an otherwise idle machine; minutes are per pipeline)::
 

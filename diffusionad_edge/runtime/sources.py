@@ -5,8 +5,8 @@ Live sources are read by a capture thread that keeps only the newest frame: a sl
 works on a queue of stale frames (the classic lag bug), and every frame it skipped is counted.
 A lost stream is reopened with exponential back-off; a source that cannot be opened at all is a
 clear error naming it. Files (videos, image folders) are read in order, every frame, since there
-nothing is lost by waiting; :class:`ReadAhead` decodes the next few on a thread of their own, so
-that decoding overlaps inference instead of adding to it.
+nothing is lost by waiting; :class:`ReadAhead` decodes (and for ``dae run`` also preprocesses) the
+next few on a thread of their own, so that this work overlaps inference instead of adding to it.
 """
 
 from __future__ import annotations
