@@ -55,12 +55,14 @@ def demo(
     from ..export.pipeline import ExportOptions, export_bundle
     from ..interrupts import interrupt_guard
     from ..models.checkpoint_io import load_model
+    from ..paths import check_output_dir
     from ..runtime.bundle import open_bundle
     from ..runtime.live import RunOptions, run_stream
     from ..runtime.runners import TorchRunner
     from ..train.trainer import Trainer
     from .export_cmd import print_report
 
+    check_output_dir(out, "demo folder (--out)")  # before minutes of work
     t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     if fast:

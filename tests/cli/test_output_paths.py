@@ -135,3 +135,8 @@ def test_run_says_when_input_was_lost(tiny_checkpoint, video, tiny_dataset, tmp_
     res = dae("run", "--model", tiny_checkpoint, "--source", video, "--no-show", "--max-frames", 2, "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["warnings"] == []
+
+
+def test_demo_out_checked_before_anything(blocker):
+    _refused(dae("demo", "--fast", "--out", blocker), blocker, "is a file")
+    _refused(dae("demo", "--fast", "--out", blocker / "sub"), blocker / "sub", "is a file, not a folder")
