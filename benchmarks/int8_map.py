@@ -33,7 +33,7 @@ import numpy as np
 from diffusionad_edge.data.mvtec import MVTecCategory
 from diffusionad_edge.evaluate.evaluator import evaluate
 from diffusionad_edge.export.converters.onnxruntime_int8 import quantize_onnx_qdq
-from diffusionad_edge.export.converters.openvino_ir import convert_to_ir
+from diffusionad_edge.export.converters.openvino_ir import convert_to_ir, ops_after_last_conv
 from diffusionad_edge.export.onnx_export import export_onnx
 from diffusionad_edge.models.checkpoint_io import load_model
 from diffusionad_edge.quantize.calibration import from_training_images
@@ -43,23 +43,28 @@ from diffusionad_edge.quantize.calibration import from_training_images
 ELEMENTWISE = ["Add", "Subtract", "Multiply", "Divide", "Clamp", "Concat", "Maximum", "Minimum"]
 
 VARIANTS = {
-    # only convolutions and matrix products take INT8 inputs: what the Q/DQ graph does
+    # no elementwise arithmetic takes INT8 inputs (closer to what the Q/DQ graph does)
     "convonly": dict(ignored_types=ELEMENTWISE),
+    # everything after the segmentation head's last convolution stays float: the pixel shuffle,
+    # the sigmoid and the top-k (an 8-bit logit map ties most normal pixels)
+    "tailfloat": dict(tail_float=True),
+    "convonly+tailfloat": dict(ignored_types=ELEMENTWISE, tail_float=True),
     # the default, but with NNCF's fast bias correction off
     "nobiascorr": dict(fast_bias_correction=None),
 }
 
 
 def nncf_int8(onnx_path: Path, xml: Path, calib: np.ndarray, ignored_types=None, fast_bias_correction=True,
-              preset="mixed") -> Path:
+              preset="mixed", tail_float=False) -> Path:
     import nncf
     import openvino as ov
 
     model = ov.convert_model(str(onnx_path))
-    kwargs = {}
-    if ignored_types:
-        present = {op.get_type_name() for op in model.get_ops()}
-        kwargs["ignored_scope"] = nncf.IgnoredScope(types=[t for t in ignored_types if t in present])
+    present = {op.get_type_name() for op in model.get_ops()}
+    # The map smoothing (if any) stays float in every variant, as in `dae export`.
+    kwargs = {"ignored_scope": nncf.IgnoredScope(
+        types=[t for t in (ignored_types or []) if t in present],
+        names=ops_after_last_conv(model) if tail_float else [], patterns=[".*map_smoothing.*"], validate=False)}
     if fast_bias_correction is None:
         kwargs["fast_bias_correction"] = False
     presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
