@@ -51,11 +51,16 @@ VARIANTS = {
     "convonly+tailfloat": dict(ignored_types=ELEMENTWISE, tail_float=True),
     # the default, but with NNCF's fast bias correction off
     "nobiascorr": dict(fast_bias_correction=None),
+    # the segmentation head's convolution in float too (its output, the logits, is otherwise quantized
+    # on its way into the pixel shuffle)
+    "headfloat": dict(tail_float=True, patterns=[".*segmenter/head.*"]),
+    # the whole segmentation net in float: the upper bound of what its quantization costs
+    "segfloat": dict(tail_float=True, patterns=[".*segmenter.*"]),
 }
 
 
 def nncf_int8(onnx_path: Path, xml: Path, calib: np.ndarray, ignored_types=None, fast_bias_correction=True,
-              preset="mixed", tail_float=False) -> Path:
+              preset="mixed", tail_float=False, patterns=None) -> Path:
     import nncf
     import openvino as ov
 
@@ -64,7 +69,8 @@ def nncf_int8(onnx_path: Path, xml: Path, calib: np.ndarray, ignored_types=None,
     # The map smoothing (if any) stays float in every variant, as in `dae export`.
     kwargs = {"ignored_scope": nncf.IgnoredScope(
         types=[t for t in (ignored_types or []) if t in present],
-        names=ops_after_last_conv(model) if tail_float else [], patterns=[".*map_smoothing.*"], validate=False)}
+        names=ops_after_last_conv(model) if tail_float else [], patterns=[".*map_smoothing.*", *(patterns or [])],
+        validate=False)}
     if fast_bias_correction is None:
         kwargs["fast_bias_correction"] = False
     presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
