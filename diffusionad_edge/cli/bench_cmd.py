@@ -42,9 +42,10 @@ def bench(
 
     if not bundles and checkpoint is None:
         raise ConfigError("give bundle folders and/or --checkpoint")
-    check_results_dir(out_dir, "bench folder (--out)", overwrite)  # before minutes of timing
+    # before minutes of timing
     check_apart(out_dir, "bench folder (--out)", [*(("the bundle", b) for b in bundles or []), ("the checkpoint", checkpoint),
                                                   ("the evaluation data", eval_data)])
+    check_results_dir(out_dir, "bench folder (--out)", overwrite)
     try:
         batches = [int(b) for b in batch.split(",") if b.strip()]
     except ValueError:

@@ -39,8 +39,8 @@ def evaluate_cmd(
     to_stdout = json_out is not None and str(json_out) == "-"
     if json_out is not None and not to_stdout:
         # before the evaluation, not after it
-        check_output_file(json_out, "results file (--json)", overwrite=overwrite, hint=OVERWRITE_HINT)
         check_apart(json_out, "results file (--json)", [("the checkpoint", checkpoint), ("the data", data)])
+        check_output_file(json_out, "results file (--json)", overwrite=overwrite, hint=OVERWRITE_HINT)
     model, payload = load_model(checkpoint)
     if data is None and category is None:
         trained_on = payload.get("data", {}).get("root")

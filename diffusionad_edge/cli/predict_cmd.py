@@ -33,9 +33,9 @@ def predict(
     from ..runtime.predict import expand_paths, predict_files
 
     if out_dir is not None:
-        check_results_dir(out_dir, "results folder (--out)", overwrite)
-        inputs = [("input", p) for p in input_paths(paths)] + [("model", model)]
+        inputs = [("the input", p) for p in input_paths(paths)] + [("the model", model)]
         check_apart(out_dir, "results folder (--out)", inputs)
+        check_results_dir(out_dir, "results folder (--out)", overwrite)
     from ..data.roi import parse_roi
 
     new_roi = parse_roi(roi) if roi else None

@@ -297,14 +297,14 @@ def prepare(opts: ExportOptions, log: Log, cache: dict[tuple, Any]) -> ExportJob
     backend = get_backend(profile.backend)
     out_dir = Path(opts.out_dir)
     check_output_dir(out_dir, "bundle folder (--out)")
+    check_apart(out_dir, "bundle folder (--out)", [("the checkpoint", opts.checkpoint), ("the calibration manifest", opts.calibration),
+                                                   ("the evaluation data", opts.eval_data), ("the threshold data", opts.threshold_data)])
     if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
         raise ConfigError(f"output folder {out_dir} exists and is not empty; pass --overwrite or choose another --out")
     if out_dir.exists() and any(out_dir.iterdir()) and not written_by_dae(out_dir):
         # --overwrite replaces the whole folder: never one that is not a bundle (a home folder, a dataset)
         raise OutputPathError(f"bundle folder (--out) {out_dir} is not empty and is not a bundle dae wrote; --overwrite "
                               "replaces only bundles; choose another --out")
-    check_apart(out_dir, "bundle folder (--out)", [("the checkpoint", opts.checkpoint), ("the calibration manifest", opts.calibration),
-                                                   ("the evaluation data", opts.eval_data), ("the threshold data", opts.threshold_data)])
     model, payload = load_model(opts.checkpoint)
     prep = preprocessing_of(model.config, payload)
     model, hw = _model_at_export_size(model, opts.input_size, profile, log, prep)

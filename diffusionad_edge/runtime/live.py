@@ -130,16 +130,16 @@ def check_outputs(opts: RunOptions) -> None:
         videos = [camera_path(save, c) for c in opts.cameras] if len(opts.cameras) > 1 else [save]
     outputs: list[tuple[str, Path]] = []
     for video in videos:
-        check_output_file(video, "video (--save)", overwrite=opts.overwrite, hint=OVERWRITE_HINT)
         check_apart(video, "video (--save)", [*opts.inputs, *outputs])
+        check_output_file(video, "video (--save)", overwrite=opts.overwrite, hint=OVERWRITE_HINT)
         outputs.append(("the video", video))
     if opts.events is not None:
-        check_output_file(opts.events, "events file (--events)", overwrite=opts.overwrite, hint=OVERWRITE_HINT)
         check_apart(opts.events, "events file (--events)", [*opts.inputs, *outputs])
+        check_output_file(opts.events, "events file (--events)", overwrite=opts.overwrite, hint=OVERWRITE_HINT)
         outputs.append(("the events file", Path(opts.events)))
     if opts.save_frames is not None:
-        check_results_dir(opts.save_frames, "NG frames folder (--save-frames)", opts.overwrite)
         check_apart(opts.save_frames, "NG frames folder (--save-frames)", [*opts.inputs, *outputs])
+        check_results_dir(opts.save_frames, "NG frames folder (--save-frames)", opts.overwrite)
     if opts.save_video is not None:
         _probe_video_writer(Path(opts.save_video))
 

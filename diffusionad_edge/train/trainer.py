@@ -216,12 +216,12 @@ class Trainer:
         self.out_path = Path(out_path)
         # Checked before any work: a run must not end in an unwritable path after hours of steps.
         same_file = resume is not None and Path(resume).resolve() == self.out_path.resolve()
+        check_apart(self.out_path, "checkpoint", [("the training data", dataset.path), ("the texture folder", self.cfg.textures),
+                                                  ("the foreground masks folder", self.cfg.foreground_masks)])
         check_output_file(
             self.out_path, "checkpoint", overwrite=overwrite or same_file,
             hint="pass --resume to continue it or --overwrite to replace it",
         )
-        check_apart(self.out_path, "checkpoint", [("the training data", dataset.path), ("the texture folder", self.cfg.textures),
-                                                  ("the foreground masks folder", self.cfg.foreground_masks)])
         self.device = resolve_device(device)
         self.precision = resolve_train_precision(self.cfg.precision, self.device.type, self.cfg.amp)
         self.step = 0
