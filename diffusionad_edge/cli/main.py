@@ -129,9 +129,13 @@ def main() -> None:
     except Interrupted as exc:  # Ctrl-C: what was kept, not an error
         print(str(exc), file=sys.stderr)
         sys.exit(exit_code())
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM outside any job that handles it: one line, no traceback
-        print(f"interrupted ({signal_label()})", file=sys.stderr)
-        sys.exit(exit_code())
+    except SystemExit as exc:
+        # Typer turns a KeyboardInterrupt (Ctrl-C, or SIGTERM forwarded, outside any job that handles
+        # it itself) into a silent exit 130: say it in one line, and exit 143 for SIGTERM.
+        if exc.code == 130 and _caused_by_keyboard_interrupt(exc):
+            print(f"interrupted ({signal_label()})", file=sys.stderr)
+            sys.exit(exit_code())
+        raise
     except DaeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         # a job stopped by a signal (dae train's TrainingInterrupted): 130 for Ctrl-C, 143 for SIGTERM
@@ -144,6 +148,16 @@ def main() -> None:
         verb = " ".join(["dae", *sys.argv[1:2]]) if sys.argv[1:2] and not sys.argv[1].startswith("-") else "dae"
         print(f"error: {training_extra_message(verb, missing)}", file=sys.stderr)
         sys.exit(MissingDependencyError.exit_code)
+
+
+def _caused_by_keyboard_interrupt(exc: BaseException) -> bool:
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 10:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return False
 
 
 if __name__ == "__main__":
