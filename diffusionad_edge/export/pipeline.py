@@ -84,6 +84,8 @@ class ExportOptions:
     keep_failed: bool = False
     overwrite: bool = False
     noise_seed: int = 0
+    #: smoothing of the map baked into the graph (pixels); None: the checkpoint's own ``map_sigma``
+    map_sigma: float | None = None
 
 
 @dataclass
@@ -306,6 +308,8 @@ def prepare(opts: ExportOptions, log: Log, cache: dict[tuple, Any]) -> ExportJob
         raise OutputPathError(f"bundle folder (--out) {out_dir} is not empty and is not a bundle dae wrote; --overwrite "
                               "replaces only bundles; choose another --out")
     model, payload = load_model(opts.checkpoint)
+    if opts.map_sigma is not None:
+        model.set_map_sigma(opts.map_sigma)
     prep = preprocessing_of(model.config, payload)
     model, hw = _model_at_export_size(model, opts.input_size, profile, log, prep)
     prep = Preprocessing(*hw, prep.roi, prep.tile, prep.overlap, prep.blend, prep.top_k)
