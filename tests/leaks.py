@@ -16,7 +16,10 @@ _ALLOWED_CHILDREN = ("multiprocessing.resource_tracker", "multiprocessing.forkse
 
 
 def non_daemon_threads() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if t.is_alive() and not t.daemon and t is not threading.main_thread()}
+    # An idle ThreadPoolExecutor worker (a library's: onnxruntime, OpenVINO, NNCF tools) is non-daemon
+    # but does not hold the interpreter: concurrent.futures wakes and joins its workers at exit.
+    return {t for t in threading.enumerate() if t.is_alive() and not t.daemon and t is not threading.main_thread()
+            and not t.name.startswith("ThreadPoolExecutor-")}
 
 
 def _cmdline(pid: int) -> str:

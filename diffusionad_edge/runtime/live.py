@@ -172,6 +172,8 @@ class _Outputs:
             item = self.queue.get()
             if item is None:
                 return
+            if self.error is not None:
+                continue  # after the first error, only drain: the next frame would hide it behind another
             try:
                 self._write(*item)
             except Exception as exc:  # surfaced to the main loop on the next put()
