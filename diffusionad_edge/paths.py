@@ -21,7 +21,6 @@ import glob
 import json
 import os
 import shutil
-import stat
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -195,10 +194,3 @@ def check_apart(output: str | Path, what: str, inputs: Iterable[tuple[str, str |
         raise OutputPathError(f"{what} {out} {relation} {desc} {inp}: an output never overwrites or mixes with an input; "
                               "choose another path")
 
-
-def is_regular_or_absent(path: str | Path) -> bool:
-    """True when ``path`` does not exist or is a regular file (not a device, pipe or socket)."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except FileNotFoundError:
-        return True
