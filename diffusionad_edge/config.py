@@ -363,6 +363,12 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
+    def for_preset(cls, name: str, **overrides: Any) -> "TrainConfig":
+        """The preset's recommended recipe (:data:`RECOMMENDED_TRAINING`, what ``dae train --preset NAME``
+        uses for options left unset), with ``overrides`` on top; validated."""
+        return cls(**{**RECOMMENDED_TRAINING.get(name, {}), **overrides}).validate()
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         try:
             return _build(cls, data)

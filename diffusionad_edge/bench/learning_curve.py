@@ -17,6 +17,13 @@ import cv2
 import numpy as np
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_ap", "aupro")
+
+#: Published reference rows, shown beside a dataset's measured rows (name of the data folder -> row).
+#: DiffusionAD paper, Table (MVTec AD toothbrush): image AUROC 100, pixel AUROC 98.8, PRO 93.7, pixel AP 61.1.
+REFERENCES = {
+    "toothbrush": {"recipe": "paper (DiffusionAD, GPU, full training)", "image_auroc": 1.0, "pixel_auroc": 0.988,
+                   "pixel_ap": 0.611, "aupro": 0.937},
+}
 COLOURS = [(200, 90, 30), (40, 40, 200), (40, 150, 40), (150, 40, 150)]
 
 
@@ -39,18 +46,32 @@ def collect(out: Path, recipes: list[str], budgets: list[float]) -> list[dict]:
                 "recipe_config": {k: tc.get(k) for k in ("batch_size", "crop_size", "lr_denoiser", "lr_segmenter",
                                                           "lr_schedule", "timesteps", "synthesis", "ema_decay")},
                 **{m: ev["overall"].get(m) for m in METRICS},
+                "per_type": {t: {m: v.get(m) for m in METRICS} for t, v in ev.get("per_type", {}).items()},
             })
     return rows
 
 
-def to_markdown(rows: list[dict], mode: str) -> str:
+def _f(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def to_markdown(rows: list[dict], mode: str, reference: dict | None = None) -> str:
     lines = ["| recipe | budget (min) | steps | image AUROC | pixel AUROC | pixel AP | AUPRO@0.3 |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        f = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"  # noqa: E731
-        lines.append(f"| {r['recipe']} | {r['budget_min']:g} | {r['steps']} | " + " | ".join(f(r[m]) for m in METRICS) + " |")
+        lines.append(f"| {r['recipe']} | {r['budget_min']:g} | {r['steps']} | " + " | ".join(_f(r[m]) for m in METRICS) + " |")
+    if reference:
+        lines.append(f"| {reference['recipe']} | - | - | " + " | ".join(_f(reference.get(m)) for m in METRICS) + " |")
     note = ("Rows below the largest budget are snapshots of the same run (its schedule spans the largest budget)."
             if mode == "snapshots" else "Each row is its own training run.")
+    typed = [r for r in rows if len(r.get("per_type", {})) > 1]
+    if typed:
+        lines += ["", "", "Per defect type (each type's images and all good test images):", "",
+                  "| recipe | budget (min) | defect type | image AUROC | pixel AUROC | pixel AP | AUPRO@0.3 |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in typed:
+            for t, v in r["per_type"].items():
+                lines.append(f"| {r['recipe']} | {r['budget_min']:g} | {t} | " + " | ".join(_f(v.get(m)) for m in METRICS) + " |")
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
@@ -93,9 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--recipes", default="edge-v1 edge")
     ap.add_argument("--budgets", default="10 20 40")
     ap.add_argument("--mode", default="snapshots")
+    ap.add_argument("--dataset", default="", help="name of the data folder, for a published reference row (e.g. toothbrush)")
     a = ap.parse_args(argv)
     rows = collect(a.out, a.recipes.split(), [float(b) for b in a.budgets.split()])
-    md = to_markdown(rows, a.mode)
+    md = to_markdown(rows, a.mode, REFERENCES.get(a.dataset))
     (a.out / "learning_curve.md").write_text(md)
     (a.out / "learning_curve.json").write_text(json.dumps({"mode": a.mode, "rows": rows}, indent=2))
     draw(rows, a.out / "learning_curve.png")

@@ -87,3 +87,21 @@ def test_no_accuracy_chart_without_accuracy(tmp_path):
 
     img = matplotlib.image.imread(paths["accuracy_chart"])
     assert img.shape[0] > 300 and np.std(img) > 0
+
+
+def test_learning_curve_summary_has_per_type_rows_and_the_papers_row(tiny_checkpoint, tmp_path):
+    import json
+    import shutil
+
+    from diffusionad_edge.bench.learning_curve import main as summarise
+
+    for b in (10, 20):
+        shutil.copy(tiny_checkpoint, tmp_path / f"edge.b{b}.pt")
+        per_type = {"crack": {"image_auroc": 0.9, "pixel_auroc": 0.8, "pixel_ap": 0.3, "aupro": 0.7},
+                    "hole": {"image_auroc": 0.5, "pixel_auroc": 0.6, "pixel_ap": 0.1, "aupro": 0.4}}
+        (tmp_path / f"edge.b{b}.eval.json").write_text(json.dumps({"overall": per_type["crack"], "per_type": per_type}))
+    summarise([str(tmp_path), "--recipes", "edge", "--budgets", "10 20", "--dataset", "toothbrush"])
+    md = (tmp_path / "learning_curve.md").read_text()
+    assert "| edge | 20 | hole | 0.500 | 0.600 | 0.100 | 0.400 |" in md
+    assert "| paper (DiffusionAD, GPU, full training) | - | - | 1.000 | 0.988 | 0.611 | 0.937 |" in md
+    assert (tmp_path / "learning_curve.png").stat().st_size > 1000
