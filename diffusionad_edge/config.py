@@ -339,6 +339,9 @@ class TrainConfig:
     # Train on random crop_size x crop_size patches instead of whole images (None: whole images).
     crop_size: int | None = None
     checkpoint_every: int = 500
+    # Also write the checkpoint whenever this many minutes (wall clock) have passed since the last
+    # write (0: off): a power cut or the OOM killer then costs minutes, whatever the step rate.
+    checkpoint_minutes: float = 5.0
     num_workers: int = 0
     amp: bool = True
     # "uniform": the paper's t_s ~ U{0..t_split-1}, t_b ~ U{t_split..T-1}. "deployed": only the
@@ -386,6 +389,8 @@ class TrainConfig:
             )
         if self.checkpoint_every < 0:
             raise ConfigError(f"--checkpoint-every must be 0 (only at the end) or positive (got {self.checkpoint_every})")
+        if not self.checkpoint_minutes >= 0:  # also NaN
+            raise ConfigError(f"--checkpoint-minutes must be 0 (off) or positive (got {self.checkpoint_minutes})")
         if self.num_workers < 0:
             raise ConfigError(f"--workers must be 0 or positive (got {self.num_workers})")
         if self.timesteps not in ("uniform", "deployed"):

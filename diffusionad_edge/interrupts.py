@@ -14,6 +14,12 @@ while native code runs. :class:`InterruptGuard` replaces that for the duration o
   for them.
 
 Outside a guard (library use, other threads) every function here is a no-op.
+
+SIGTERM (what systemd, Docker and Kubernetes send to stop a program) is handled like Ctrl-C by every
+verb: :func:`forward_sigterm` (installed by the CLI) hands it to whatever handles SIGINT at that
+moment (the trainer's step-boundary stop, ``dae run``'s frame-boundary stop, this guard, or Python's
+``KeyboardInterrupt``), and remembers it, so that the process ends with exit code 143 (128 + 15)
+instead of 130 (:func:`exit_code`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,49 @@ from typing import Callable, Iterator
 from .errors import DaeError
 
 EXIT_CODE = 130
+#: the signals that stop a job cleanly
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_stop_signal: int | None = None
+
+
+def note_stop(signum: int) -> None:
+    """Remember which signal asked the process to stop (for :func:`exit_code` and messages)."""
+    global _stop_signal
+    if signum in STOP_SIGNALS:
+        _stop_signal = signum
+
+
+def stop_signal() -> int | None:
+    """SIGINT or SIGTERM when one asked this process to stop, else None."""
+    return _stop_signal
+
+
+def exit_code() -> int:
+    """The exit code of a stopped job: 128 + the signal, 130 for Ctrl-C (also when none was noted), 143 for SIGTERM."""
+    return 128 + int(_stop_signal or signal.SIGINT)
+
+
+def signal_label(signum: int | None = None) -> str:
+    """``Ctrl-C`` or ``SIGTERM``, for the one-line messages (default: the signal noted last)."""
+    signum = _stop_signal if signum is None else signum
+    return "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+
+
+def forward_sigterm() -> None:
+    """From now on (main thread only) SIGTERM does what SIGINT would do at that moment, and is noted."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        note_stop(signum)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signum, frame)  # default_int_handler raises KeyboardInterrupt
+        else:  # SIG_DFL / SIG_IGN for SIGINT: stop as Python's Ctrl-C would
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 class Interrupted(DaeError):
@@ -88,6 +137,7 @@ class InterruptGuard:
     def _on_sigint(self, signum: int, frame: object) -> None:
         # Runs in the main thread between bytecodes: raise nothing (an exception here could land inside
         # an import). The watchdog has already seen the signal through the wakeup fd.
+        note_stop(signum)
         self.interrupted.set()
 
     # -- the watchdog -----------------------------------------------------------------------------
@@ -102,7 +152,11 @@ class InterruptGuard:
             return -1
         if self._done.is_set() or not data:
             return -1
-        return data.count(bytes([signal.SIGINT]))
+        # The C-level handler writes the number of every signal with a Python handler: Ctrl-C, and
+        # SIGTERM when forward_sigterm() made it one.
+        if signal.SIGTERM in data and signal.SIGINT not in data:
+            note_stop(signal.SIGTERM)
+        return sum(data.count(bytes([s])) for s in STOP_SIGNALS)
 
     def _watch(self) -> None:
         while True:
@@ -132,7 +186,7 @@ class InterruptGuard:
             except Exception:  # noqa: BLE001
                 pass
             os.write(2, (self.message + "\n").encode())
-            os._exit(EXIT_CODE)
+            os._exit(exit_code())
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import ConfigError
-from ..paths import check_output_dir
+from ..paths import check_apart, check_results_dir, fresh_output_dir
 from .common import console, out, print_table
 
 
@@ -32,6 +32,7 @@ def bench(
     eval_limit: Optional[int] = typer.Option(None, min=1, help="Evaluate at most N test images per row."),
     out_dir: Path = typer.Option(Path("bench_out"), "--out", "-o", help="Folder for bench.json, bench.md and the charts."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout instead of the table."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run's results in --out (only a folder dae wrote)."),
 ) -> None:
     """Benchmark bundles and the PyTorch model: p50/p90/p99 per stage, FPS, GFLOP/s, memory, size, accuracy."""
     from ..bench.benchmark import BenchConfig, add_relative_numbers, bench_bundle, bench_pytorch
@@ -41,7 +42,10 @@ def bench(
 
     if not bundles and checkpoint is None:
         raise ConfigError("give bundle folders and/or --checkpoint")
-    check_output_dir(out_dir, "bench folder (--out)")  # before minutes of timing
+    # before minutes of timing
+    check_apart(out_dir, "bench folder (--out)", [*(("the bundle", b) for b in bundles or []), ("the checkpoint", checkpoint),
+                                                  ("the evaluation data", eval_data)])
+    check_results_dir(out_dir, "bench folder (--out)", overwrite)
     try:
         batches = [int(b) for b in batch.split(",") if b.strip()]
     except ValueError:
@@ -68,7 +72,7 @@ def bench(
     add_relative_numbers(rows)
     result = {"machine": describe_machine(), "config": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
               "rows": [r.to_dict() for r in rows]}
-    paths = write_outputs(result, out_dir)
+    paths = write_outputs(result, fresh_output_dir(out_dir, "dae bench"))
     if as_json:
         from ..files import to_json
 

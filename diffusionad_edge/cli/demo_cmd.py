@@ -41,6 +41,7 @@ def demo(
     preset: str = typer.Option("edge", help="Model preset to train."),
     fast: bool = typer.Option(False, "--fast", help="A much smaller setting (tiny preset, small data, seconds) for tests and smoke runs."),
     seed: int = typer.Option(0, help="Seed for data, weights and noise."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier demo's folder (only one dae wrote)."),
 ) -> None:
     """Generate data, train, evaluate, export (ONNX Runtime, OpenVINO; FP32, INT8), benchmark, run on a
     video, and write a report: the product end to end on the CPU."""
@@ -55,16 +56,16 @@ def demo(
     from ..export.pipeline import ExportOptions, export_bundle
     from ..interrupts import interrupt_guard
     from ..models.checkpoint_io import load_model
-    from ..paths import check_output_dir
+    from ..paths import check_results_dir, fresh_output_dir
     from ..runtime.bundle import open_bundle
     from ..runtime.live import RunOptions, run_stream
     from ..runtime.runners import TorchRunner
     from ..train.trainer import Trainer
     from .export_cmd import print_report
 
-    check_output_dir(out, "demo folder (--out)")  # before minutes of work
+    check_results_dir(out, "demo folder (--out)", overwrite)  # before minutes of work
     t_start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
+    fresh_output_dir(out, "dae demo")  # an earlier demo's files (with --overwrite) are not mixed with this one's
     if fast:
         preset, steps = "tiny", min(steps, FAST_STEPS)
     model_config = get_preset(preset)

@@ -10,7 +10,7 @@ import typer
 from ..config import MODES
 from ..errors import ConfigError
 from ..files import to_json, write_json
-from ..paths import check_output_file
+from ..paths import OVERWRITE_HINT, check_apart, check_output_file
 from .common import console, open_dataset, out, print_eval_table, progress_bar
 
 
@@ -25,6 +25,7 @@ def evaluate_cmd(
     limit: Optional[int] = typer.Option(None, min=1, help="Evaluate at most N test images (balanced over types), e.g. for the slow iterative mode."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results to this JSON file; `--json -`: print only JSON on stdout."),
     noise_study: int = typer.Option(0, min=0, help="Instead: compare the fixed noise with N runs of fresh per-image noise (metrics and score jitter)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file (a regular file only)."),
     map_sigma: Optional[float] = typer.Option(None, min=0.0, max=32.0, help="Gaussian blur (pixels) of the anomaly map before "
                                               "the metrics and the image score; 0: the raw map. Default: the checkpoint's own."),
 ) -> None:
@@ -39,7 +40,9 @@ def evaluate_cmd(
         raise ConfigError(f"--mode must be one of {', '.join(MODES)} (got {mode!r})")
     to_stdout = json_out is not None and str(json_out) == "-"
     if json_out is not None and not to_stdout:
-        check_output_file(json_out, "results file (--json)")  # before the evaluation, not after it
+        # before the evaluation, not after it
+        check_apart(json_out, "results file (--json)", [("the checkpoint", checkpoint), ("the data", data)])
+        check_output_file(json_out, "results file (--json)", overwrite=overwrite, hint=OVERWRITE_HINT)
     model, payload = load_model(checkpoint)
     if map_sigma is not None:
         model.set_map_sigma(map_sigma)

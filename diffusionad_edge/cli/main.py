@@ -18,7 +18,7 @@ def _stop_during_startup(signum: int, frame: object) -> None:
     # Ctrl-C while the imports below run: nothing has been done, so stop at once with one line. A
     # KeyboardInterrupt raised inside an import can leave a module lock held and hang the process.
     os.write(2, b"interrupted; nothing written\n")
-    os._exit(130)
+    os._exit(128 + signum)  # 130 for Ctrl-C, 143 for SIGTERM (forwarded here, see interrupts.forward_sigterm)
 
 
 _GUARD_STARTUP = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -28,7 +28,7 @@ if _GUARD_STARTUP:
 import typer  # noqa: E402
 
 from ..errors import DaeError, MissingDependencyError  # noqa: E402
-from ..interrupts import Interrupted  # noqa: E402
+from ..interrupts import Interrupted, exit_code, forward_sigterm, signal_label  # noqa: E402
 from ..optional import TRAINING_MODULES, missing_training_module, training_extra_message  # noqa: E402
 from . import bench_cmd, data_cmd, demo_cmd, eval_cmd, export_cmd, info_cmd, predict_cmd, run_cmd, serve_cmd, train_cmd  # noqa: E402
 from .examples import epilog  # noqa: E402
@@ -121,14 +121,25 @@ def main() -> None:
     # finalises its video), except for export, whose own guard takes over from the startup handler.
     if _GUARD_STARTUP and sys.argv[1:2] != ["export"]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if _GUARD_STARTUP:
+        # SIGTERM (systemctl stop, docker stop, Kubernetes) stops every verb as Ctrl-C does, exit code 143.
+        forward_sigterm()
     try:
         app()
     except Interrupted as exc:  # Ctrl-C: what was kept, not an error
         print(str(exc), file=sys.stderr)
-        sys.exit(exc.exit_code)
+        sys.exit(exit_code())
+    except SystemExit as exc:
+        # Typer turns a KeyboardInterrupt (Ctrl-C, or SIGTERM forwarded, outside any job that handles
+        # it itself) into a silent exit 130: say it in one line, and exit 143 for SIGTERM.
+        if exc.code == 130 and _caused_by_keyboard_interrupt(exc):
+            print(f"interrupted ({signal_label()})", file=sys.stderr)
+            sys.exit(exit_code())
+        raise
     except DaeError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        # a job stopped by a signal (dae train's TrainingInterrupted): 130 for Ctrl-C, 143 for SIGTERM
+        sys.exit(exit_code() if exc.exit_code == 130 else exc.exit_code)
     except ModuleNotFoundError as exc:  # a workstation package on a device install: one line, exit 2
         missing = (exc.name or "").split(".")[0]
         if missing not in TRAINING_MODULES:
@@ -137,6 +148,16 @@ def main() -> None:
         verb = " ".join(["dae", *sys.argv[1:2]]) if sys.argv[1:2] and not sys.argv[1].startswith("-") else "dae"
         print(f"error: {training_extra_message(verb, missing)}", file=sys.stderr)
         sys.exit(MissingDependencyError.exit_code)
+
+
+def _caused_by_keyboard_interrupt(exc: BaseException) -> bool:
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 10:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return False
 
 
 if __name__ == "__main__":

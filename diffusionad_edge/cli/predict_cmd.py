@@ -20,15 +20,22 @@ def predict(
     threshold: Optional[float] = typer.Option(None, help="Override the bundle's image threshold."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON lines on stdout (for scripts)."),
     roi: Optional[str] = typer.Option(None, "--roi", help="Region of interest x,y,w,h in image pixels, replacing the model's."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the results of an earlier run in --out (only a folder dae wrote)."),
+    max_image_mp: Optional[float] = typer.Option(None, "--max-image-mp", min=0.001, help="Largest image in megapixels, read from "
+                                                 "the file's header before decoding (larger ones are skipped, never decoded). "
+                                                 "Default: 256x the model's input area, at least 16.8 (4096x4096)."),
 ) -> None:
     """Score images: anomaly score, OK/NG, and overlays. Unreadable files are listed, not fatal
     (exit code 1 when any failed)."""
-    from ..paths import check_output_dir
+    from ..data.imagesize import max_pixels_from_mp
+    from ..paths import check_apart, check_results_dir, input_paths
     from ..runtime.bundle import open_bundle
     from ..runtime.predict import expand_paths, predict_files
 
     if out_dir is not None:
-        check_output_dir(out_dir, "results folder (--out)")
+        inputs = [("the input", p) for p in input_paths(paths)] + [("the model", model)]
+        check_apart(out_dir, "results folder (--out)", inputs)
+        check_results_dir(out_dir, "results folder (--out)", overwrite)
     from ..data.roi import parse_roi
 
     new_roi = parse_roi(roi) if roi else None
@@ -42,7 +49,9 @@ def predict(
             console.print("warning: no image threshold in this model: decisions are not available (use --threshold)")
         report = predict_files(bundle, files, out_dir,
                                on_row=(lambda row: print(json.dumps(row), flush=True)) if as_json else None,
-                               on_failure=lambda fail: console.print(f"[red]skipped[/] {fail['error']}"))
+                               on_failure=lambda fail: console.print(f"skipped: {fail['error']}", markup=False, highlight=False,
+                                                                     soft_wrap=True),
+                               overwrite=overwrite, max_pixels=max_pixels_from_mp(max_image_mp, bundle.input_hw))
     if not as_json:
         _print_rows(report.rows)
         ok = sum(r["decision"] == "OK" for r in report.rows)

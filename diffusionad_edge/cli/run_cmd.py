@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -12,6 +12,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import ConfigError
+from ..interrupts import exit_code, signal_label, stop_signal
 from .common import console, out, plural, rounded
 
 
@@ -48,11 +49,19 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the end-of-run summary as JSON on stdout (numbers rounded)."),
     roi: Optional[str] = typer.Option(None, "--roi", help="Region of interest x,y,w,h in camera pixels, replacing the model's "
                                      "(a camera that was moved); the map is placed back at frame size."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing --save/--events files (regular files only) "
+                                   "and an earlier run's --save-frames folder (only one dae wrote)."),
+    max_image_mp: Optional[float] = typer.Option(None, "--max-image-mp", min=0.001, help="Largest image file or video frame in "
+                                                 "megapixels, read from the header before decoding (larger images are skipped "
+                                                 "undecoded, such a video is refused). Default: 256x the model's input area, at "
+                                                 "least 16.8 (4096x4096)."),
 ) -> None:
     """Run the detector on one or several cameras or streams: overlay, OK/NG, events, live view, MQTT
     and an end-of-run summary. Exit code 1 when input was lost (unreadable files, a video that ended
     before its announced length, a camera of several that failed)."""
+    from ..data.imagesize import max_pixels_from_mp
     from ..data.roi import parse_roi
+    from ..paths import input_paths
     from ..runtime.bundle import open_bundle
     from ..runtime.live import RunOptions, check_outputs, display_available, run_stream
     from ..runtime.multisource import default_names, read_sources_file
@@ -71,11 +80,15 @@ def run(
         raise ConfigError("--requests is for one source; with several, the frames that are ready together run as one batch")
     new_roi = parse_roi(roi) if roi else None  # a malformed --roi fails before anything is opened
     show = display_available() if show is None else show
+    inputs = [("the input", p) for p in input_paths(s.source for s in specs)] + [("the model", model)]
+    inputs += [(desc, p) for desc, p in (("the sources file", sources), ("the MQTT password file", mqtt_password_file),
+                                         ("the MQTT CA", mqtt_ca)) if p is not None]
     opts = RunOptions(save_video=save, save_frames=save_frames, events=events, max_frames=max_frames, show=show,
-                      image_threshold=threshold, pixel_threshold=pixel_threshold, requests=requests or 1)
+                      image_threshold=threshold, pixel_threshold=pixel_threshold, requests=requests or 1, overwrite=overwrite,
+                      cameras=tuple(s.name for s in specs) if several else (), inputs=tuple(inputs))
     check_outputs(opts)  # before the model and the source are opened
-    _stop_on_sigterm()
     with open_bundle(model, backend, requests=requests if requests and requests > 1 else None) as bundle, _Line() as line:
+        opts.max_pixels = max_pixels_from_mp(max_image_mp, bundle.input_hw)
         bundle.override_thresholds(threshold, pixel_threshold)
         bundle.set_roi(new_roi)
         where = ", ".join(f"{s.name}: {describe(s.source)}" for s in specs) if several else describe(specs[0].source)
@@ -83,10 +96,10 @@ def run(
         publisher = line.start_mqtt(mqtt, bundle, model, state, [s.name for s in specs], qos=mqtt_qos, queue=mqtt_queue,
                                     on_fail=mqtt_on_fail, username=mqtt_username, password_file=mqtt_password_file,
                                     ca=mqtt_ca) if mqtt else None
-        src = line.open_sources(specs, state) if several else None
+        src = line.open_sources(specs, state, opts.max_pixels) if several else None
         console.print(f"running {model} ({bundle.metadata.get('backend')}, {bundle.metadata.get('precision')}) on {where}"
                       + ("" if show else " (headless)") + (f", {requests} requests in flight" if requests and requests > 1 else "")
-                      + "; Ctrl-C to stop")
+                      + "; Ctrl-C or SIGTERM to stop")
         status = _StatusLine() if console.is_terminal else None
         try:
             summary = run_stream(bundle, specs[0].source, opts, on_frame=status.update if status else None, src=src,
@@ -106,16 +119,11 @@ def run(
         console.print(f"unreadable: {', '.join(s['unreadable'])}", soft_wrap=True, markup=False, highlight=False)
     for warning in s["warnings"]:
         console.print(f"warning: {warning}", soft_wrap=True, markup=False, highlight=False)
+    if summary.interrupted and stop_signal() == signal.SIGTERM:
+        # ``systemctl stop``: the frame in flight was finished, outputs closed, MQTT said offline
+        raise typer.Exit(exit_code())
     if summary.incomplete:
         raise typer.Exit(1)
-
-
-def _stop_on_sigterm() -> None:
-    """``systemctl stop`` (SIGTERM) stops like Ctrl-C: outputs finalised, MQTT status ``offline``."""
-    if threading.current_thread() is threading.main_thread():
-        def stop(signum: int, frame: object) -> None:
-            raise KeyboardInterrupt
-        signal.signal(signal.SIGTERM, stop)
 
 
 class _Line:
@@ -161,10 +169,12 @@ class _Line:
             state.providers["mqtt"] = publisher.stats
         return publisher
 
-    def open_sources(self, specs, state):
+    def open_sources(self, specs, state, max_pixels: int | None = None):
         from ..runtime.multisource import MultiSource
+        from ..runtime.sources import open_source
 
-        return MultiSource(specs, warn=lambda m: console.print(f"warning: {m}", markup=False, highlight=False, soft_wrap=True),
+        return MultiSource(specs, opener=functools.partial(open_source, max_pixels=max_pixels),
+                           warn=lambda m: console.print(f"warning: {m}", markup=False, highlight=False, soft_wrap=True),
                            on_status=state.set_camera_status if state is not None else None)
 
     def close(self) -> None:
@@ -218,7 +228,7 @@ def _print_summary(s: dict) -> None:
     ok = s["frames"] - s["ng"]
     out.print(f"{plural(s['frames'], 'frame')}: {ok} OK, {s['ng']} NG"
               + (f"; {s['dropped']} dropped" if s["dropped"] else "") + (f"; {plural(s['reconnects'], 'reconnect')}" if s["reconnects"] else "")
-              + (" (stopped by Ctrl-C)" if s["interrupted"] else ""))
+              + (f" (stopped by {signal_label()})" if s["interrupted"] else ""))
     out.print(f"speed: {s['end_to_end_fps']:.1f} FPS end to end, {s['model_fps']:.1f} FPS model only, in {s['wall_s']:.1f} s")
     if lat:
         out.print("latency p50 / p95 ms: " + ", ".join(f"{k} {v['p50']:.1f} / {v['p95']:.1f}" for k, v in lat.items()))

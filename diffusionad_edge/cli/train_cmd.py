@@ -54,6 +54,7 @@ def train(
     foreground_masks: Optional[Path] = typer.Option(None, help="Folder of your own foreground masks, <image stem>.png per training image (white = object)."),
     val_fraction: float = typer.Option(_DEFAULTS.val_fraction, help="Share of train/good held out (never trained on) for validation and thresholds."),
     checkpoint_every: int = typer.Option(_DEFAULTS.checkpoint_every, help="Write the checkpoint every N steps (0: only at the end and on Ctrl-C)."),
+    checkpoint_minutes: float = typer.Option(_DEFAULTS.checkpoint_minutes, help="Also write it whenever this many minutes have passed since the last write (0: off), so a power cut or kill -9 costs minutes, not the run."),
     workers: int = typer.Option(_DEFAULTS.num_workers, help="Data-loader worker processes for anomaly synthesis."),
     crop_size: Optional[int] = typer.Option(None, help="Train on random square patches of this size (fully convolutional nets still run on whole images): much cheaper steps. 0: whole images." + _recipe_help("crop_size")),
     minutes: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many minutes of training (counted across --resume). Alone, it is the only limit; with --steps, whichever comes first ends the run (and the learning-rate schedule)."),
@@ -101,7 +102,7 @@ def train(
         steps=resolve_steps(steps, minutes), seed=seed, val_fraction=val_fraction, foreground=foreground,
         textures=str(textures) if textures else None,
         foreground_masks=str(foreground_masks) if foreground_masks else None,
-        checkpoint_every=checkpoint_every, num_workers=workers, amp=amp, precision=precision,
+        checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes, num_workers=workers, amp=amp, precision=precision,
         t_jitter=t_jitter, ema_decay=ema_decay, **recipe,
     ).validate()
     budget = None if minutes is None else minutes * 60

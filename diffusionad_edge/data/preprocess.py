@@ -19,6 +19,8 @@ import numpy as np
 
 from diffusionad_edge.errors import DataError
 
+from .imagesize import check_image_size
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
@@ -42,11 +44,15 @@ def find_images(source: str | Path) -> list[Path]:
     return []
 
 
-def _decode(path: str | Path, what: str) -> np.ndarray:
-    """Decode a file with IMREAD_UNCHANGED, raising DataError naming the path."""
+def _decode(path: str | Path, what: str, max_pixels: int | None = None) -> np.ndarray:
+    """Decode a file with IMREAD_UNCHANGED, raising DataError naming the path. With ``max_pixels``
+    the size is read from the header first and a larger image is refused undecoded
+    (:func:`~.imagesize.check_image_size`)."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"cannot read {what}: {p} (file not found)")
+    if max_pixels is not None:
+        check_image_size(p, max_pixels, str(p))
     try:
         # imdecode on the raw bytes behaves like cv2.imread(IMREAD_UNCHANGED)
         # but also works for non-ASCII paths on Windows, where imread fails.
@@ -61,14 +67,15 @@ def _decode(path: str | Path, what: str) -> np.ndarray:
     return img
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as RGB uint8 HxWx3.
 
     Handles 8/16-bit, grayscale, gray+alpha, BGR and BGRA files (alpha is dropped).
     Raises DataError("cannot read image: <path> (...)") for missing, unreadable
-    or corrupt files.
+    or corrupt files; with ``max_pixels``, :class:`~.imagesize.ImageTooLarge` for an image whose
+    header announces more pixels (it is not decoded).
     """
-    img = _decode(path, "image")
+    img = _decode(path, "image", max_pixels)
     try:
         return to_rgb(img, bgr=True)
     except DataError as exc:

@@ -42,7 +42,7 @@ from ..files import replace_dir
 from ..models.checkpoint_io import load_model
 from ..models.complexity import measure_complexity
 from ..models.detector import DiffusionAD
-from ..paths import check_output_dir
+from ..paths import OutputPathError, check_apart, check_output_dir, written_by_dae
 from ..quantize.calibration import CalibrationSet, from_manifest, from_training_images
 from ..runtime.backends import Backend, get_backend, make_runner, package_versions
 from ..runtime.bundle import FORMAT, FORMAT_VERSION, sha256, write_metadata
@@ -299,8 +299,14 @@ def prepare(opts: ExportOptions, log: Log, cache: dict[tuple, Any]) -> ExportJob
     backend = get_backend(profile.backend)
     out_dir = Path(opts.out_dir)
     check_output_dir(out_dir, "bundle folder (--out)")
+    check_apart(out_dir, "bundle folder (--out)", [("the checkpoint", opts.checkpoint), ("the calibration manifest", opts.calibration),
+                                                   ("the evaluation data", opts.eval_data), ("the threshold data", opts.threshold_data)])
     if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
         raise ConfigError(f"output folder {out_dir} exists and is not empty; pass --overwrite or choose another --out")
+    if out_dir.exists() and any(out_dir.iterdir()) and not written_by_dae(out_dir):
+        # --overwrite replaces the whole folder: never one that is not a bundle (a home folder, a dataset)
+        raise OutputPathError(f"bundle folder (--out) {out_dir} is not empty and is not a bundle dae wrote; --overwrite "
+                              "replaces only bundles; choose another --out")
     model, payload = load_model(opts.checkpoint)
     if opts.map_sigma is not None:
         model.set_map_sigma(opts.map_sigma)

@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import queue
+import signal
 import tempfile
 import threading
 import time
@@ -31,8 +32,9 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from .. import interrupts
 from ..data.preprocess import to_bgr
-from ..paths import OutputPathError, check_output_dir, check_output_file
+from ..paths import OVERWRITE_HINT, OutputPathError, check_apart, check_output_file, check_results_dir, fresh_output_dir
 from .bundle import Bundle, BundleResult
 from .overlay import draw_overlay
 from .sources import Frame, ReadAhead, open_source
@@ -49,6 +51,14 @@ class RunOptions:
     pixel_threshold: float | None = None
     #: frames in flight together (the bundle's runner must have been opened with as many requests)
     requests: int = 1
+    #: replace existing output files (--overwrite; only regular files, and only a --save-frames folder dae wrote)
+    overwrite: bool = False
+    #: the cameras' names when there are several: ``--save out.mp4`` then writes ``out-NAME.mp4`` for each
+    cameras: tuple[str, ...] = ()
+    #: what the run reads, as ``(description, path)``: no output may be one of them, inside one or hold one
+    inputs: tuple[tuple[str, Path], ...] = ()
+    #: image files and videos with more pixels per frame are refused from their headers, undecoded (None: no limit)
+    max_pixels: int | None = None
 
 
 @dataclass
@@ -112,13 +122,24 @@ def _video_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWri
 
 def check_outputs(opts: RunOptions) -> None:
     """Every output of ``dae run`` can be written, checked before any source or model is opened:
-    :class:`OutputPathError` (one line naming the path and the reason) otherwise."""
+    :class:`OutputPathError` (one line naming the path and the reason) otherwise. An existing file
+    is refused without ``opts.overwrite``, and no output is an input or another output."""
+    videos = []
     if opts.save_video is not None:
-        check_output_file(opts.save_video, "video (--save)")
+        save = Path(opts.save_video)
+        videos = [camera_path(save, c) for c in opts.cameras] if len(opts.cameras) > 1 else [save]
+    outputs: list[tuple[str, Path]] = []
+    for video in videos:
+        check_apart(video, "video (--save)", [*opts.inputs, *outputs])
+        check_output_file(video, "video (--save)", overwrite=opts.overwrite, hint=OVERWRITE_HINT)
+        outputs.append(("the video", video))
     if opts.events is not None:
-        check_output_file(opts.events, "events file (--events)")
+        check_apart(opts.events, "events file (--events)", [*opts.inputs, *outputs])
+        check_output_file(opts.events, "events file (--events)", overwrite=opts.overwrite, hint=OVERWRITE_HINT)
+        outputs.append(("the events file", Path(opts.events)))
     if opts.save_frames is not None:
-        check_output_dir(opts.save_frames, "NG frames folder (--save-frames)")
+        check_apart(opts.save_frames, "NG frames folder (--save-frames)", [*opts.inputs, *outputs])
+        check_results_dir(opts.save_frames, "NG frames folder (--save-frames)", opts.overwrite)
     if opts.save_video is not None:
         _probe_video_writer(Path(opts.save_video))
 
@@ -137,7 +158,7 @@ class _Outputs:
         self.output_ms: list[float] = []
         self.error: Exception | None = None
         if opts.save_frames:
-            opts.save_frames.mkdir(parents=True, exist_ok=True)
+            fresh_output_dir(opts.save_frames, "dae run --save-frames")  # checked by check_outputs
         self.thread = threading.Thread(target=self._run, name="outputs", daemon=True)
         self.thread.start()
 
@@ -151,6 +172,8 @@ class _Outputs:
             item = self.queue.get()
             if item is None:
                 return
+            if self.error is not None:
+                continue  # after the first error, only drain: the next frame would hide it behind another
             try:
                 self._write(*item)
             except Exception as exc:  # surfaced to the main loop on the next put()
@@ -231,7 +254,7 @@ def run_stream(bundle: Bundle, source: str, opts: RunOptions, on_frame: Callable
     :class:`~.livestate.LiveState`; ``publisher``: an MQTT publisher (``publish_event(event)``)."""
     check_outputs(opts)
     bundle.override_thresholds(opts.image_threshold, opts.pixel_threshold)
-    src = src if src is not None else open_source(source)
+    src = src if src is not None else open_source(source, opts.max_pixels)
     several = hasattr(src, "groups")
     summary = RunSummary()
     outputs = _Outputs(opts, float(getattr(src, "fps", 0) or 25.0), several, state, publisher)
@@ -243,8 +266,11 @@ def run_stream(bundle: Bundle, source: str, opts: RunOptions, on_frame: Callable
     if not several and not getattr(src, "live", True):
         ahead = ReadAhead(src.frames(), prepare=lambda f: bundle.prepare_frame(f.image, bgr=f.bgr))
     groups = src.groups() if several else _groups(ahead if ahead is not None else src.frames(), max(1, opts.requests))
+    stopper = _StopAtFrameBoundary()
     try:
+        stopper.__enter__()
         for group in groups:
+            stopper.busy = True
             t0 = time.perf_counter()
             # One batch per frame: one input, or all tiles of a tiled bundle's frame.
             if all(frame.prepared is not None for frame in group):  # prepared ahead (files)
@@ -295,9 +321,13 @@ def run_stream(bundle: Bundle, source: str, opts: RunOptions, on_frame: Callable
                     break
             if stop:
                 break
+            stopper.busy = False
+            if stopper.requested:  # Ctrl-C or SIGTERM came during this frame: it has been finished
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
+        stopper.__exit__()
         if ahead is not None:
             ahead.close()  # before the source it reads is released
         src.close()
@@ -322,6 +352,35 @@ def run_stream(bundle: Bundle, source: str, opts: RunOptions, on_frame: Callable
                    else {"dropped": summary.dropped, "reconnects": summary.reconnects, "failures": 0})
         summary.cameras[name] = row
     return summary
+
+
+class _StopAtFrameBoundary:
+    """While ``busy`` (a frame between inference and its outputs), Ctrl-C, and SIGTERM which the CLI
+    forwards to it, only set ``requested``: the loop finishes the frame and stops. While the loop waits
+    for a frame (a live source that delivers nothing) it stops at once (``KeyboardInterrupt``), as does
+    a second signal. Main thread only; elsewhere it does nothing."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        interrupts.note_stop(signum)
+        if self.busy and not self.requested:
+            self.requested = True
+            return
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> "_StopAtFrameBoundary":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 def _event(bundle: Bundle, index: int, frame: Frame, result: BundleResult, t0: float, pre_ms: float, infer_ms: float) -> dict:

@@ -11,7 +11,7 @@ import cv2
 from ..data.preprocess import find_images, read_image
 from ..errors import ConfigError, DaeError, MissingDependencyError
 from ..files import write_csv, write_json
-from ..paths import OutputPathError, check_output_dir
+from ..paths import OutputPathError, check_apart, check_results_dir, fresh_output_dir
 from .bundle import Bundle
 from .overlay import draw_overlay
 
@@ -44,16 +44,21 @@ class PredictReport:
 
 def predict_files(bundle: Bundle, files: list[Path], out_dir: Path | None = None,
                   on_row: Callable[[dict[str, Any]], None] | None = None,
-                  on_failure: Callable[[dict[str, str]], None] | None = None) -> PredictReport:
+                  on_failure: Callable[[dict[str, str]], None] | None = None,
+                  overwrite: bool = False, max_pixels: int | None = None) -> PredictReport:
     """Score each file (decoded once); with ``out_dir``: overlays, ``results.csv`` and ``results.json``.
-    Unreadable files are reported, not fatal."""
+    Unreadable files, and images over ``max_pixels`` (read from the header, never decoded), are
+    reported, not fatal. ``out_dir`` must be new or empty, or an earlier results folder and
+    ``overwrite`` given (it is then replaced); it may not hold any of ``files``."""
     report = PredictReport()
     if out_dir is not None:
-        check_output_dir(out_dir, "results folder")
+        check_results_dir(out_dir, "results folder", overwrite)
+        check_apart(out_dir, "results folder", (("input image", f) for f in files))
+        fresh_output_dir(out_dir, "dae predict")
         (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
     for f in files:
         try:
-            rgb = read_image(f)
+            rgb = read_image(f, max_pixels)
             result = bundle.predict(rgb)
         except MissingDependencyError:  # the backend is not installed: no file can be scored
             raise

@@ -3,8 +3,12 @@ controller or an MES to call.
 
 Decoding and preprocessing run in the request's own thread; the runner is used by one request at a
 time (a lock: runners keep state, such as OpenVINO's infer requests or TensorRT's buffers), so
-concurrent requests queue in front of it. At most ``max_waiting`` may wait; more get ``503`` at once
-rather than piling up.
+concurrent requests queue in front of it. At most ``max_waiting`` requests may be in the predictor
+at once (decoding, waiting for the runner or running); more get ``503`` with ``Retry-After`` at once,
+before anything is decoded, rather than piling up. The image's size is read from its header before
+decoding: one over ``max_pixels`` gets ``413`` and is never decoded (a small PNG can decode to
+gigabytes). Together the two bound the memory requests can take: about ``max_waiting`` decoded images
+of at most ``max_pixels`` each.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..data.imagesize import ImageTooLarge, check_image_size, default_max_pixels
 from ..data.preprocess import to_bgr, to_rgb
 from ..errors import DaeError
 from .bundle import Bundle
@@ -42,16 +47,42 @@ def model_info(bundle: Bundle, name: str) -> dict[str, Any]:
 class Predictor:
     """One image at a time through the bundle, for any number of request threads."""
 
-    def __init__(self, bundle: Bundle, state: LiveState, max_waiting: int = 32):
+    #: seconds a client told 503 is asked to wait before it retries
+    RETRY_AFTER_S = 1
+
+    def __init__(self, bundle: Bundle, state: LiveState, max_waiting: int = 32, max_pixels: int | None = None):
         self.bundle, self.state, self.max_waiting = bundle, state, max_waiting
+        self.max_pixels = default_max_pixels(bundle.input_hw) if max_pixels is None else max_pixels
         self._runner_lock = threading.Lock()
         self._count_lock = threading.Lock()
+        #: requests in the predictor now (decoding, waiting for the runner, or running)
         self.waiting = 0
         self.served = 0
         state.add_camera(CAMERA)
 
     def predict(self, data: bytes, overlay: bool = False) -> dict[str, Any]:
+        """One request's image (the file's bytes) through the bundle; :class:`RequestError` with the
+        status to answer (503 busy, 413 too many pixels, 400 unreadable) otherwise."""
+        with self._count_lock:
+            if self.waiting >= self.max_waiting:
+                raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, f"busy: {self.waiting} requests are already in progress "
+                                   "(--max-waiting); retry later", {"Retry-After": str(self.RETRY_AFTER_S)})
+            self.waiting += 1
+        try:
+            return self._predict(data, overlay)
+        finally:
+            with self._count_lock:
+                self.waiting -= 1
+
+    def _predict(self, data: bytes, overlay: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
+        try:  # the header only: an image over the limit is never decoded
+            check_image_size(data, self.max_pixels, f"in the request ({len(data)} bytes)")
+        except ImageTooLarge as exc:
+            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc)) from None
+        except DaeError:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"unreadable image ({len(data)} bytes): not a supported image format, "
+                               "or corrupt") from None
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None or img.size == 0:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"unreadable image ({len(data)} bytes): not a supported image format, or corrupt")
@@ -65,26 +96,18 @@ class Predictor:
         except DaeError as exc:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"unusable image: {exc}") from None
         t2 = time.perf_counter()
-        with self._count_lock:
-            if self.waiting >= self.max_waiting:
-                raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, f"busy: {self.waiting} requests already wait for the model; retry later")
-            self.waiting += 1
-        try:
-            with self._runner_lock:
-                t3 = time.perf_counter()
-                output = self.bundle.infer(frame.batch)
-                if frame.layout is None:
-                    result = self.bundle.postprocess(output, frame_hw=rgb.shape[:2] if overlay else None)[0]
-                else:  # ROI / tiles: the map is at frame size already
-                    result = self.bundle.finish_frame(output, frame)
-                decision = self.bundle.decision(result)
-                thresholds = {"image": self.bundle.image_threshold, "pixel": self.bundle.pixel_threshold}
-                self.served += 1
-                index = self.served - 1
-                t4 = time.perf_counter()
-        finally:
-            with self._count_lock:
-                self.waiting -= 1
+        with self._runner_lock:
+            t3 = time.perf_counter()
+            output = self.bundle.infer(frame.batch)
+            if frame.layout is None:
+                result = self.bundle.postprocess(output, frame_hw=rgb.shape[:2] if overlay else None)[0]
+            else:  # ROI / tiles: the map is at frame size already
+                result = self.bundle.finish_frame(output, frame)
+            decision = self.bundle.decision(result)
+            thresholds = {"image": self.bundle.image_threshold, "pixel": self.bundle.pixel_threshold}
+            self.served += 1
+            index = self.served - 1
+            t4 = time.perf_counter()
         latency = {"decode": (t1 - t0) * 1000, "preprocess": (t2 - t1) * 1000, "queue": (t3 - t2) * 1000, "inference": (t4 - t3) * 1000}
         reply: dict[str, Any] = {
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), "request": index,

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 import cv2
 import numpy as np
 
+from ..data.imagesize import ImageTooLarge
 from ..data.preprocess import IMAGE_EXTENSIONS, find_images, read_image
 from ..errors import DaeError
 
@@ -65,11 +66,13 @@ class ImageFolderSource:
 
     live = False
 
-    def __init__(self, source: str):
+    def __init__(self, source: str, max_pixels: int | None = None):
         files = find_images(source)
         if not files:
             raise SourceError(f"no images in source {source}")
         self.files = files
+        #: larger images (read from the header) are skipped undecoded, listed as unreadable with a warning
+        self.max_pixels = max_pixels
         self.dropped = 0
         self.unreadable: list[str] = []
         self.warnings: list[str] = []
@@ -78,7 +81,11 @@ class ImageFolderSource:
     def frames(self) -> Iterator[Frame]:
         for i, f in enumerate(self.files):
             try:
-                rgb = read_image(f)
+                rgb = read_image(f, self.max_pixels)
+            except ImageTooLarge as exc:
+                self.unreadable.append(str(f))
+                self.warnings.append(str(exc))
+                continue
             except DaeError:
                 self.unreadable.append(str(f))
                 continue
@@ -93,12 +100,18 @@ class VideoFileSource:
 
     live = False
 
-    def __init__(self, source: str):
+    def __init__(self, source: str, max_pixels: int | None = None):
         if not Path(source).is_file():
             raise SourceError(f"video file not found: {source}")
         self.cap = cv2.VideoCapture(source)
         if not self.cap.isOpened():
             raise SourceError(f"cannot open video {source} (corrupt or unsupported codec)")
+        # The frame size comes from the container's header: refuse before the first frame is decoded.
+        w, h = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        if max_pixels is not None and w * h > max_pixels:
+            self.cap.release()
+            raise SourceError(f"video {source} has frames of {w}x{h} pixels ({w * h / 1e6:.1f} MP), over the limit of "
+                              f"{max_pixels / 1e6:.1f} MP (--max-image-mp); not decoded")
         self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 25.0
         #: the length the container announces (0 when it does not say)
         self.announced = max(0, int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
@@ -270,21 +283,24 @@ class ReadAhead:
         self._thread.join(timeout=5)
 
 
-def open_source(source: str):
-    """The right source class for a camera index, URL, GStreamer pipeline, video file, folder or glob."""
+def open_source(source: str, max_pixels: int | None = None):
+    """The right source class for a camera index, URL, GStreamer pipeline, video file, folder or glob.
+    ``max_pixels``: image files and videos with larger frames (read from their headers) are refused
+    undecoded (live sources are the device's own cameras and are not limited)."""
     if is_live(source):
         return LiveSource(source)
     p = Path(source)
     if p.is_dir() or any(c in source for c in "*?["):
-        return ImageFolderSource(source)
+        return ImageFolderSource(source, max_pixels)
     if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
-        return _SingleImage(p)
-    return VideoFileSource(source)
+        return _SingleImage(p, max_pixels)
+    return VideoFileSource(source, max_pixels)
 
 
 class _SingleImage(ImageFolderSource):
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_pixels: int | None = None):
         self.files = [path]
+        self.max_pixels = max_pixels
         self.dropped = 0
         self.unreadable = []
         self.warnings = []

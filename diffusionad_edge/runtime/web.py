@@ -33,11 +33,12 @@ class ServerError(DaeError):
 
 
 class RequestError(Exception):
-    """A request that gets a JSON error: ``status`` and one line of ``message``."""
+    """A request that gets a JSON error: ``status``, one line of ``message`` and optional ``headers``
+    (``Retry-After`` on a 503)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers or {}
 
 
 def parse_bind(text: str) -> tuple[str, int]:
@@ -60,14 +61,35 @@ def exposed_warning(host: str, token: str | None) -> str | None:
     return None
 
 
+#: the accept backlog when nothing else is said (``socketserver``'s default of 5 resets a burst)
+DEFAULT_BACKLOG = 128
+
+
+def backlog_for(max_waiting: int) -> int:
+    """The listen backlog for ``dae serve`` with ``--max-waiting N``: connections of a burst wait in the
+    kernel's accept queue until the server thread takes them (then they get an answer, 503 when more
+    than N already wait), so it must hold a burst many times N deep; a full accept queue drops or
+    resets connections instead of answering them. (Linux caps it at ``net.core.somaxconn``.)"""
+    return max(DEFAULT_BACKLOG, 8 * max_waiting)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a stream that never ends does not hold the process at exit
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], app: "WebApp"):
+    def __init__(self, address: tuple[str, int], app: "WebApp", backlog: int = DEFAULT_BACKLOG):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.app = app
+        self.request_queue_size = backlog  # read by server_activate() inside the base constructor
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away mid-answer is not worth a traceback on the run's stderr.
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class WebApp:
@@ -75,14 +97,32 @@ class WebApp:
 
     def __init__(self, state: LiveState, token: str | None = None, predictor: Any = None, max_body: int = 16 << 20):
         self.state, self.token, self.predictor, self.max_body = state, token, predictor, max_body
+        #: answers sent, by HTTP status: every one (401, 404, 413, 503, ... and the GETs) is counted
         self.requests: dict[int, int] = {}
+        #: POST requests being handled now (a stop waits for them to be answered)
+        self.active = 0
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         if predictor is not None:
             state.providers["requests"] = self._request_stats
 
     def count(self, status: int) -> None:
         with self._lock:
             self.requests[status] = self.requests.get(status, 0) + 1
+
+    def begin(self) -> None:
+        with self._lock:
+            self.active += 1
+
+    def end(self) -> None:
+        with self._lock:
+            self.active -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no POST is being handled (at most ``timeout`` s); False when some still are."""
+        with self._lock:
+            return self._idle.wait_for(lambda: self.active == 0, timeout)
 
     def _request_stats(self) -> dict[str, Any]:
         with self._lock:
@@ -100,9 +140,9 @@ class WebApp:
 class WebServer:
     """A running server (its own thread); :meth:`close` stops it and ends the streams."""
 
-    def __init__(self, app: WebApp, host: str, port: int):
+    def __init__(self, app: WebApp, host: str, port: int, backlog: int = DEFAULT_BACKLOG):
         try:
-            self.httpd = _Server((host, port), app)
+            self.httpd = _Server((host, port), app, backlog)
         except OSError as exc:
             reason = "address already in use (another program, or another dae, listens there)" if exc.errno == errno.EADDRINUSE \
                 else (exc.strerror or str(exc))
@@ -117,21 +157,25 @@ class WebServer:
         host = "localhost" if self.host in _ALL_INTERFACES + (DEFAULT_HOST,) else self.host
         return f"http://{host}:{self.port}/"
 
-    def close(self) -> None:
+    def close(self, drain_s: float = 0.0) -> None:
+        """Stop accepting, then wait up to ``drain_s`` seconds for the requests being handled to be
+        answered (``dae serve`` on Ctrl-C or SIGTERM: an accepted request is answered, not cut)."""
         self.app.state.close()  # ends the MJPEG loops
         self.httpd.shutdown()
+        if drain_s > 0:
+            self.app.wait_idle(drain_s)
         self.httpd.server_close()
         self.thread.join(timeout=5)
 
 
 def start_server(bind: str, state: LiveState, token: str | None = None, predictor: Any = None, max_body: int = 16 << 20,
-                 warn: Callable[[str], None] | None = None) -> WebServer:
+                 warn: Callable[[str], None] | None = None, backlog: int = DEFAULT_BACKLOG) -> WebServer:
     """Parse ``bind`` (``--http``), warn when exposed without a token, start serving."""
     host, port = parse_bind(bind)
     message = exposed_warning(host, token)
     if message and warn is not None:
         warn(message)
-    return WebServer(WebApp(state, token, predictor, max_body), host, port)
+    return WebServer(WebApp(state, token, predictor, max_body), host, port, backlog)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -145,6 +189,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        # Every answer passes here (our routes, the stream, and http.server's own errors such as 400
+        # for a malformed request line or 501 for an unknown method): counted once, by status.
+        self.server.app.count(int(code))
+        super().send_response(code, message)
+
     def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -156,11 +206,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _json(self, status: int, value: Any) -> None:
-        self._send(status, (json.dumps(value) + "\n").encode(), "application/json")
+    def _json(self, status: int, value: Any, extra: dict[str, str] | None = None) -> None:
+        self._send(status, (json.dumps(value) + "\n").encode(), "application/json", extra)
 
-    def _error(self, status: int, message: str) -> None:
-        self._json(status, {"error": message, "status": status})
+    def _error(self, status: int, message: str, extra: dict[str, str] | None = None) -> None:
+        self._json(status, {"error": message, "status": status}, extra)
 
     def _route(self) -> tuple[str, dict[str, list[str]]] | None:
         parts = urlsplit(self.path)
@@ -248,18 +298,19 @@ class _Handler(BaseHTTPRequestHandler):
         if path != "/predict" or app.predictor is None:
             self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: POST {path}" + ("" if app.predictor else " (POST /predict is dae serve's)"))
             return
-        status = HTTPStatus.OK
+        app.begin()
         try:
+            # The body is read even when the answer will be 503: closing a socket with unread data
+            # makes the kernel reset the connection, and the client would see an error, not a 503.
             body = self._read_body(app.max_body)
             image = _image_part(body, self.headers.get("Content-Type", ""))
             overlay = (query.get("overlay") or ["0"])[0].lower() in ("1", "true", "yes", "png")
             result = app.predictor.predict(image, overlay=overlay)
-            self._json(status, result)
+            self._json(HTTPStatus.OK, result)
         except RequestError as exc:
-            status = exc.status
-            self._error(exc.status, exc.message)
+            self._error(exc.status, exc.message, exc.headers)
         finally:
-            app.count(int(status))
+            app.end()
 
     def _read_body(self, limit: int) -> bytes:
         length = self.headers.get("Content-Length")

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .. import interrupts
 from ..config import ModelConfig, TrainConfig
 from ..data.framing import Preprocessing, preprocessing_of
 from ..data.mvtec import MVTecCategory, split_train_val
@@ -44,7 +45,7 @@ from ..errors import CheckpointError, ConfigError, DaeError
 from ..evaluate.metrics import image_auroc
 from ..hardware import resolve_train_precision
 from ..models.detector import DiffusionAD
-from ..paths import check_output_file
+from ..paths import check_apart, check_output_file
 from .checkpoint import load_model, read_checkpoint, save_checkpoint
 from .distributed import SINGLE, DistContext, check_batch, share_rows, sync_batchnorm
 from .losses import diffusionad_loss
@@ -60,7 +61,7 @@ class TrainingInterrupted(DaeError):
 class _StopOnSigint:
     """While active (main thread only), the first Ctrl-C only sets ``requested``: the training
     loop stops at the next step boundary and saves. A second Ctrl-C stops at once (the last
-    written checkpoint is kept)."""
+    written checkpoint is kept). The CLI forwards SIGTERM here too (:func:`..interrupts.forward_sigterm`)."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -70,7 +71,9 @@ class _StopOnSigint:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nCtrl-C: finishing the current step and saving the checkpoint (Ctrl-C again to stop now)", flush=True)
+        interrupts.note_stop(signum)
+        label = interrupts.signal_label(signum)
+        print(f"\n{label}: finishing the current step and saving the checkpoint ({label} again to stop now)", flush=True)
 
     def __enter__(self) -> "_StopOnSigint":
         if threading.current_thread() is threading.main_thread():
@@ -206,12 +209,15 @@ class Trainer:
         self.dist = dist
         #: checkpoint files this process wrote (rank 0 only ever writes)
         self.checkpoint_writes = 0
+        self._last_write = time.monotonic()  # for cfg.checkpoint_minutes
         #: processes of the run that wrote the resumed checkpoint (None: not resumed)
         self.resumed_world_size: int | None = None
         self.dataset = dataset
         self.out_path = Path(out_path)
         # Checked before any work: a run must not end in an unwritable path after hours of steps.
         same_file = resume is not None and Path(resume).resolve() == self.out_path.resolve()
+        check_apart(self.out_path, "checkpoint", [("the training data", dataset.path), ("the texture folder", self.cfg.textures),
+                                                  ("the foreground masks folder", self.cfg.foreground_masks)])
         check_output_file(
             self.out_path, "checkpoint", overwrite=overwrite or same_file,
             hint="pass --resume to continue it or --overwrite to replace it",
@@ -233,6 +239,7 @@ class Trainer:
             stored = resume_payload.get("train_config")
             if stored:
                 keep = dict(steps=self.cfg.steps, checkpoint_every=self.cfg.checkpoint_every,
+                            checkpoint_minutes=self.cfg.checkpoint_minutes,
                             num_workers=self.cfg.num_workers, precision=self.cfg.precision, amp=self.cfg.amp)
                 self.cfg = TrainConfig.from_dict({**stored, **keep}).validate()
             self.resumed_world_size = int(resume_payload.get("world_size", 1))
@@ -341,6 +348,7 @@ class Trainer:
             world_size=self.dist.world_size,
         )
         self.checkpoint_writes += 1
+        self._last_write = time.monotonic()
 
     # -- one step ------------------------------------------------------------------------------
     def train_step(self, image: torch.Tensor, mask: torch.Tensor, is_clean: torch.Tensor) -> dict[str, float]:
@@ -456,6 +464,7 @@ class Trainer:
         pending_snapshots = sorted(s for s in snapshots_s if s > self.train_seconds)
         t0 = time.perf_counter()
         seconds_at_start = self.train_seconds
+        self._last_write = time.monotonic()
         with _StopOnSigint() as stop:
             try:
                 batches = iter(loader)
@@ -481,7 +490,10 @@ class Trainer:
                         snap_start = time.perf_counter()
                         self._snapshot(pending_snapshots.pop(0))
                         t0 += time.perf_counter() - snap_start  # validation is not training time
-                    if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0 and self.step < total:
+                    if self.step < total and (
+                        (self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0)
+                        or (self.cfg.checkpoint_minutes and time.monotonic() - self._last_write >= self.cfg.checkpoint_minutes * 60)
+                    ):
                         self.save()
                     if budget_reached:
                         break

@@ -20,23 +20,23 @@ def _start(ckpt, out, *extra):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _interrupt(proc, out, delay, signals=1):
-    """Wait until the export has started writing (its staging folder exists), then Ctrl-C."""
+def _interrupt(proc, out, delay, signals=1, sig=signal.SIGINT):
+    """Wait until the export has started writing (its staging folder exists), then Ctrl-C (or ``sig``)."""
     deadline = time.time() + 180
     while not list(out.parent.glob(f".{out.name}.partial-{proc.pid}-*")):
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else "no staging folder"
         time.sleep(0.02)
     time.sleep(delay)
     for _ in range(signals):
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         time.sleep(0.1)
     t0 = time.perf_counter()
     _, err = proc.communicate(timeout=30)  # never hangs
     return err, time.perf_counter() - t0
 
 
-def _assert_one_line(proc, err, expected):
-    assert proc.returncode == 130, err
+def _assert_one_line(proc, err, expected, code=130):
+    assert proc.returncode == code, err
     assert "Traceback" not in err and "Exception ignored" not in err and "KeyboardInterrupt" not in err, err
     assert err.strip().splitlines()[-1] == expected
 
@@ -49,6 +49,15 @@ def test_ctrl_c_during_export_ends_with_one_line(tiny_checkpoint, tmp_path, dela
     _assert_one_line(proc, err, f"interrupted; nothing written: {out}")
     assert seconds < 15
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no bundle, no hidden partial folder
+
+
+def test_sigterm_during_export_ends_like_ctrl_c(tiny_checkpoint, tmp_path):
+    """SIGTERM (systemd, Docker) stops an export as Ctrl-C does: one line, nothing written, exit code 143."""
+    out = tmp_path / "bundle"
+    proc = _start(tiny_checkpoint, out)
+    err, _ = _interrupt(proc, out, 0.7, sig=signal.SIGTERM)
+    _assert_one_line(proc, err, f"interrupted; nothing written: {out}", code=143)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_second_ctrl_c_and_previous_bundle_kept(tiny_checkpoint, tmp_path):

@@ -51,7 +51,10 @@ def test_run_video_events_and_saved_video(bundles, video, tmp_path, target):
     summary = json.loads(res.stdout)
     assert summary["frames"] == 12 and summary["end_to_end_fps"] > 0 and "inference" in summary["latency_ms"]
     assert summary["end_to_end_fps"] == round(summary["end_to_end_fps"], 3)  # rounded for people
+    # the events file of the run above is replaced only on request (issue 27: no output is replaced silently)
     res = dae("run", "--model", bundles[target], "--source", video, "--max-frames", 5, "--events", events, "--no-show")
+    assert res.returncode == 2 and "--overwrite" in res.stderr and len(events.read_text().splitlines()) == 12
+    res = dae("run", "--model", bundles[target], "--source", video, "--max-frames", 5, "--events", events, "--no-show", "--overwrite")
     assert res.returncode == 0 and len(events.read_text().splitlines()) == 5
     # Without --json: a short summary for people, no JSON, no carriage-return status line (not a terminal).
     ng = sum(json.loads(l)["decision"] == "NG" for l in events.read_text().splitlines())

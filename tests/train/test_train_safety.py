@@ -85,7 +85,10 @@ def _all_state(path):
     return p, out
 
 
-def test_resume_after_ctrl_c_equals_the_uninterrupted_run(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_resume_after_ctrl_c_equals_the_uninterrupted_run(tiny_dataset, tmp_path, sig, code):
+    """Ctrl-C, and SIGTERM (systemd, Docker, Kubernetes) the same way: the step in flight finishes, the
+    checkpoint is written, the resume line printed, exit 130 / 143; resuming equals never stopping."""
     steps = 16
     args = ["train", "--data", tiny_dataset.path, "--preset", "tiny-s2d", "--batch-size", "4", "--precision", "fp32",
             "--steps", steps, "--ema-decay", "0.9"]
@@ -98,12 +101,13 @@ def test_resume_after_ctrl_c_equals_the_uninterrupted_run(tiny_dataset, tmp_path
     deadline = time.time() + 120
     while not cut.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     t0 = time.perf_counter()
     out, err = proc.communicate(timeout=60)
     assert time.perf_counter() - t0 < 30
-    assert proc.returncode == 130, err
-    assert "interrupted after step" in err and "Traceback" not in err
+    assert proc.returncode == code, err
+    assert "interrupted after step" in err and f"--resume {cut}" in err and "Traceback" not in err
+    assert ("SIGTERM: finishing the current step" in out) == (sig == signal.SIGTERM), out
     stopped_at = read_checkpoint(cut)["step"]
     assert 2 <= stopped_at < steps, "SIGINT must land mid-run for this test to mean anything"
 
@@ -117,3 +121,31 @@ def test_resume_after_ctrl_c_equals_the_uninterrupted_run(tiny_dataset, tmp_path
     assert bn, "the preset must have BatchNorm buffers for this test to check them"
     for k in s_ref:
         assert torch.equal(s_ref[k], s_cut[k]), k
+
+
+def test_time_based_checkpoint_survives_kill_9(tiny_dataset, tmp_path):
+    """With no step-based checkpoint before the end (--checkpoint-every 0), --checkpoint-minutes still
+    writes one on the way: a kill -9 (power cut, OOM killer) then costs minutes, not the run."""
+    out = tmp_path / "m.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "diffusionad_edge.cli.main", "train", "--data", str(tiny_dataset.path),
+                             "--preset", "tiny", "--batch-size", "4", "--precision", "fp32", "--steps", "100000",
+                             "--checkpoint-every", "0", "--checkpoint-minutes", "0.01", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 180
+        while not out.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert out.exists(), proc.stderr.read() if proc.poll() is not None else "no checkpoint within 180 s"
+        time.sleep(1.5)  # let a second one replace it (atomically)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
+    payload = read_checkpoint(out)  # loads: never half-written
+    assert 1 <= payload["step"] < 100000 and "optim_denoiser" in payload
+    assert payload["train_config"]["checkpoint_minutes"] == 0.01
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "m.pt" and not p.name.endswith(".tmp")]
+    # and it resumes
+    res = _dae("train", "--data", tiny_dataset.path, "--steps", payload["step"] + 1, "--resume", out, "--out", out,
+               "--checkpoint-minutes", "0")
+    assert res.returncode == 0, res.stderr
+    assert read_checkpoint(out)["step"] == payload["step"] + 1

@@ -1,0 +1,70 @@
+"""SIGTERM (systemctl stop, docker stop, Kubernetes) stops dae run and dae demo as Ctrl-C does: the
+frame in flight finishes, outputs are closed, one line, exit code 143 (issue 27; dae train, export and
+serve: tests/train/test_train_safety.py, tests/export/test_export_interrupt.py, tests/runtime)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+
+def _start(*args):
+    return subprocess.Popen([sys.executable, "-m", "diffusionad_edge.cli.main", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("v") / "long.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 64))
+    for i in range(3000):
+        w.write(np.full((64, 64, 3), 100 + i % 50, np.uint8))
+    w.release()
+    return path
+
+
+def test_sigterm_stops_run_after_the_frame_in_flight(tiny_checkpoint, long_video, tmp_path):
+    events, video = tmp_path / "ev.jsonl", tmp_path / "out.avi"
+    proc = _start("run", "--model", tiny_checkpoint, "--source", long_video, "--no-show", "--events", events, "--save", video, "--json")
+    try:
+        deadline = time.time() + 180
+        while (not events.exists() or len(events.read_text().splitlines()) < 3) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    summary = json.loads(out)
+    assert summary["interrupted"] and 3 <= summary["frames"] < 3000
+    lines = events.read_text().splitlines()
+    assert [json.loads(line)["frame"] for line in lines] == list(range(summary["frames"]))  # every frame finished, none cut
+    assert int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT)) == summary["frames"]  # the video was closed
+
+
+def test_sigterm_stops_demo_with_one_line(tmp_path):
+    out = tmp_path / "demo"
+    proc = _start("demo", "--fast", "--out", out)
+    try:
+        deadline = time.time() + 300
+        while not (out / "data").exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "interrupted" in err.strip().splitlines()[-1], err
