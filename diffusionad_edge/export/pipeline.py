@@ -319,6 +319,9 @@ def prepare(opts: ExportOptions, log: Log, cache: dict[tuple, Any]) -> ExportJob
     profile = load_target(opts.target)
     precision = profile.check_precision(opts.precision)
     check_rule(opts.threshold_rule, opts.threshold_margin, opts.false_alarm_rate)
+    threshold_ds = MVTecCategory(opts.threshold_data, opts.threshold_category) if opts.threshold_data is not None else None
+    if threshold_ds is not None:
+        _check_threshold_data(threshold_ds, opts.threshold_rule)
     max_map_drops = {m: DEFAULT_MAX_MAP_DROP if v is None else float(v) for m, v in
                      zip(MAP_METRICS, (opts.max_pixel_auroc_drop, opts.max_pixel_ap_drop, opts.max_aupro_drop))}
     backend = get_backend(profile.backend)
@@ -331,9 +334,6 @@ def prepare(opts: ExportOptions, log: Log, cache: dict[tuple, Any]) -> ExportJob
     model, hw = _model_at_export_size(model, opts.input_size, profile, log, prep)
     prep = Preprocessing(*hw, prep.roi, prep.tile, prep.overlap, prep.blend, prep.top_k)
     eval_ds = MVTecCategory(opts.eval_data, opts.eval_category) if opts.eval_data is not None else None
-    threshold_ds = MVTecCategory(opts.threshold_data, opts.threshold_category) if opts.threshold_data is not None else None
-    if threshold_ds is not None:
-        _check_threshold_data(threshold_ds, opts.threshold_rule)
     if opts.accuracy_aware and (eval_ds is None or profile.backend != "openvino" or precision != "int8"):
         raise ConfigError("--accuracy-aware needs an OpenVINO INT8 export and --eval-data")
     if opts.accuracy_aware and not prep.is_plain:
