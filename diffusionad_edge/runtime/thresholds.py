@@ -151,8 +151,8 @@ def error_rates(normal_scores: np.ndarray, anomalous_scores: np.ndarray, thresho
 
 
 def score_text(value: float | None) -> str:
-    """A score or threshold in words: 3 significant digits, so that 0.00012 is not printed as 0.000."""
-    return "-" if value is None else f"{value:.3g}"
+    """A score or threshold in words: 3 significant digits (trailing zeros kept), so that 0.00012 is not printed as 0.000."""
+    return "-" if value is None else f"{value:#.3g}"
 
 
 def rule_line(thresholds: dict[str, Any] | None) -> str | None:
