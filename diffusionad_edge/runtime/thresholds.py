@@ -168,6 +168,10 @@ def rule_line(thresholds: dict[str, Any] | None) -> str | None:
     if params.get("name") == "false-alarm-rate":
         return (f"image threshold {score_text(image)}: the lowest that rejects at most {params['rate']:g} of the "
                 f"{params['normals']} normal images (highest normal {score_text(params['normal_max'])})")
+    if params.get("name") == "set":
+        side = "above" if params.get("normal_max") is None or image > params["normal_max"] else "at or below"
+        return (f"image threshold {score_text(image)}: set by hand, {side} the highest of {params['normals']} normal scores "
+                f"({score_text(params.get('normal_max'))})")
     if params.get("name") == "best-f1":
         return (f"image threshold {score_text(image)}: best F1 on normals + anomalies, never below the highest normal "
                 f"score {score_text(params['normal_max'])}")
@@ -278,9 +282,15 @@ class Thresholds:
 
     def _extra_at(self, image: float | None) -> tuple[tuple[str, Any], ...]:
         """``extra`` with the expected error rates recomputed at a new image threshold (when the scores
-        they were measured on are recorded)."""
+        they were measured on are recorded), and the rule's record saying the threshold was set by hand
+        (so the report's rule line does not describe a rule that no longer placed it)."""
         extra = dict(self.extra)
         scores = extra.get("scores")
+        params = extra.get("rule_params")
+        if image is not None and isinstance(params, dict):
+            placed = params.get("placed_by", params)  # the rule's own record, kept once through repeated changes
+            extra["rule_params"] = {"name": "set", "normals": params.get("normals"), "normal_max": params.get("normal_max"),
+                                    "placed_by": placed}
         if image is not None and isinstance(scores, dict) and scores.get("normal"):
             extra["expected"] = error_rates(np.asarray(scores["normal"]), np.asarray(scores.get("anomalous") or []), image)
         elif image is not None:

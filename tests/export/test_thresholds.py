@@ -168,3 +168,16 @@ def test_pixel_threshold_by_the_normal_maps():
     assert t.pixel == thr and t.to_dict()["pixel_rule"]["defect_pixel_recall"] == pytest.approx(0.5)
     f1_thr, _ = pixel_threshold(normal_maps, anomalous_maps, masks, "best-f1")
     assert 0.05 < f1_thr < 0.9
+
+
+def test_a_threshold_set_by_hand_is_reported_as_such():
+    from diffusionad_edge.runtime.thresholds import Thresholds, expected_lines, score_text
+
+    t = Thresholds.from_labelled_scores(np.array([0, 0, 0, 1]), np.array([1e-4, 2e-4, 3e-4, 0.5]), 0.5, "test")
+    moved = Thresholds.from_dict(t.to_dict()).override(image=2.5e-4).override(image=0.1)
+    d = moved.to_dict()
+    assert d["rule_params"]["name"] == "set" and d["rule_params"]["placed_by"]["name"] == "normals"
+    line = expected_lines(d)[0]
+    assert line == f"image threshold {score_text(0.1)}: set by hand, above the highest of 3 normal scores ({score_text(3e-4)})"
+    low = expected_lines(Thresholds.from_dict(t.to_dict()).override(image=2.5e-4).to_dict())
+    assert "at or below the highest" in low[0] and "false alarms 33.3 % (1/3 good parts)" in low[1]
