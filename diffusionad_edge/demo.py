@@ -133,7 +133,8 @@ def demo_report(f: DemoFacts) -> str:
     for b in f.exports:
         c = b.metadata["checks"]
         d = (c.get("accuracy") or {}).get("delta", {}).get("image_auroc")
-        lines.append(f"| `{b.bundle.relative_to(out)}` | {c['passed']} | {c['artifact_vs_pytorch']['map_max_abs_error']:.2e} | {fmt(d)} |")
+        passed = "yes" if c["passed"] else "**no**: " + "; ".join(c.get("failures") or [])  # which metric, by how much
+        lines.append(f"| `{b.bundle.relative_to(out)}` | {passed} | {c['artifact_vs_pytorch']['map_max_abs_error']:.2e} | {fmt(d)} |")
     lines += ["", "## Benchmark", "", f.bench_markdown.split("\n", 2)[2], f"![latency per image by stage]({f.bench_chart.relative_to(out)})"]
     acc_chart = f.bench_chart.parent / "bench_accuracy.png"
     if acc_chart.is_file():
