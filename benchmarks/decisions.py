@@ -14,9 +14,9 @@ thresholds ``dae export`` wrote into it. It then scores the category's test spli
   most 5 % false alarms);
 * the same per defect type;
 * at the default pixel threshold: the share of defect pixels outlined and of good-image pixels outlined;
-* with ``--margins``: the recall and false alarms of the ``normals`` rule at other margins (k in
-  standard deviations of the held-out normal logits) and of the ``best-f1`` rule, from the same scores
-  (how the default margin was chosen).
+* with ``--margins``: the recall and false alarms of the ``normals`` rule at other margins (``k`` in
+  standard deviations of the held-out normal logits, or ``k:floor`` with another floor in logits) and
+  of the ``best-f1`` rule, from the same scores (how the default margin was chosen).
 
 Usage::
 
@@ -87,7 +87,7 @@ def _decisions(scores: np.ndarray, labels: np.ndarray, types: list[str], thresho
             "ratio": recall / best_recall if best_recall > 0 else float("nan"), "per_type": per_type}
 
 
-def _sweep(result: dict, margins: list[float]) -> list[dict]:
+def _sweep(result: dict, margins: list[tuple[float, float | None]]) -> list[dict]:
     """The ``normals`` rule at other margins and the ``best-f1`` rule, on the same scores."""
     from diffusionad_edge.runtime.thresholds import normals_threshold, safe_image_threshold
 
@@ -95,9 +95,10 @@ def _sweep(result: dict, margins: list[float]) -> list[dict]:
     normal, anomalous = np.asarray(thr["scores"]["normal"]), np.asarray(thr["scores"]["anomalous"])
     scores, labels, types = np.asarray(result["test"]["scores"]), np.asarray(result["test"]["labels"]), result["test"]["types"]
     rows = []
-    for k in margins:
-        t, rec = normals_threshold(normal, k)
-        rows.append({"rule": f"normals, k={k:g}", "margin_logit": rec["margin_logit"], **_decisions(scores, labels, types, t)})
+    for k, floor in margins:
+        t, rec = normals_threshold(normal, k) if floor is None else normals_threshold(normal, k, floor)
+        name = f"normals, k={k:g}" + ("" if floor is None else f", floor {floor:g}")
+        rows.append({"rule": name, "margin_logit": rec["margin_logit"], **_decisions(scores, labels, types, t)})
     if anomalous.size:
         rows.append({"rule": "best-f1 (previous default)", "margin_logit": None,
                      **_decisions(scores, labels, types, safe_image_threshold(normal, anomalous))})
@@ -172,7 +173,8 @@ def main() -> None:
     ap.add_argument("model", type=Path, nargs="?", help="checkpoint (.pt) or bundle folder")
     ap.add_argument("--data", type=Path, help="MVTec-layout category folder (or its parent, with --category)")
     ap.add_argument("--category")
-    ap.add_argument("--margins", default="", help="comma-separated k values of the normals rule to compare, e.g. 0,0.5,1,2,3")
+    ap.add_argument("--margins", default="", help="comma-separated k (or k:floor) values of the normals rule to compare, "
+                    "e.g. 0,0.5,1,2,3,1:0,1:1")
     ap.add_argument("--from-json", type=Path, help="a decisions.json to re-make the tables from, without scoring")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -182,7 +184,8 @@ def main() -> None:
         ap.error("give MODEL and --data (or --from-json)")
     else:
         result = measure(args.model, args.data, args.category)
-    margins = [float(m) for m in args.margins.split(",") if m.strip()]
+    # "k" or "k:floor" (the floor in logits; default the rule's)
+    margins = [(float(m.split(":")[0]), float(m.split(":")[1]) if ":" in m else None) for m in args.margins.split(",") if m.strip()]
     sweep = _sweep(result, margins) if margins else []
     result["sweep"] = sweep
     args.out.mkdir(parents=True, exist_ok=True)
