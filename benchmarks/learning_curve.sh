@@ -34,7 +34,7 @@ for recipe in $recipes; do
   if [ "$recipe" = "edge-v1" ]; then args=("${old_recipe[@]}"); else args=("${new_recipe[@]}"); fi
   if [ "$mode" = "snapshots" ]; then
     snaps=$(echo "$budgets" | tr ' ' '\n' | grep -vx "$max_budget" | paste -sd, - || true)
-    dae train --data "$data" "${args[@]}" --steps 1000000 --minutes "$max_budget" \
+    dae train --data "$data" "${args[@]}" --minutes "$max_budget" \
       --snapshot-minutes "$snaps" --checkpoint-every 0 --overwrite --out "$out/$recipe.pt"
     for b in $budgets; do
       if [ "$b" = "$max_budget" ]; then ckpt="$out/$recipe.pt"; else ckpt="$out/$recipe-${b}min.pt"; fi
@@ -42,7 +42,7 @@ for recipe in $recipes; do
     done
   else
     for b in $budgets; do
-      dae train --data "$data" "${args[@]}" --steps 1000000 --minutes "$b" --checkpoint-every 0 \
+      dae train --data "$data" "${args[@]}" --minutes "$b" --checkpoint-every 0 \
         --overwrite --out "$out/$recipe.b$b.pt"
     done
   fi

@@ -75,6 +75,11 @@ class DiffusionConfig:
     t_split: int = 300
     # Image score: mean of the top-k pixels of the anomaly map.
     top_k: int = 50
+    # Gaussian blur (sigma in pixels of the input) of the anomaly map at inference, before the
+    # image score: the segmentation net's maps are steep and mark part of a defect; a blur spreads
+    # them over its neighbourhood (see models/map_smoothing.py). 0 = the raw map (the paper's code).
+    # Training never sees it: the mask losses apply to the raw map.
+    map_sigma: float = 0.0
 
 
 @dataclass
@@ -163,6 +168,8 @@ class ModelConfig:
             raise ConfigError(
                 f"{what} of {divisor} for preset {self.preset!r} (its stem and U-Net levels halve the size that often)"
             )
+        if not 0.0 <= d.map_sigma <= 32.0:
+            raise ConfigError(f"map_sigma must lie in [0, 32] pixels (got {d.map_sigma})")
         if h * w < d.top_k:
             raise ConfigError(f"top_k={d.top_k} exceeds the number of pixels")
         return self
@@ -351,6 +358,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def for_preset(cls, name: str, **overrides: Any) -> "TrainConfig":
+        """The preset's recommended recipe (:data:`RECOMMENDED_TRAINING`, what ``dae train --preset NAME``
+        uses for options left unset), with ``overrides`` on top; validated."""
+        return cls(**{**RECOMMENDED_TRAINING.get(name, {}), **overrides}).validate()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":

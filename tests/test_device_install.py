@@ -94,6 +94,15 @@ def test_device_install_runs_bundles_without_torch(wheel, device_venvs, bundles,
     # The package is the installed wheel, not this checkout.
     res = _in(py, "-c", "import diffusionad_edge; print(diffusionad_edge.__file__)", cwd=tmp_path)
     assert res.returncode == 0 and res.stdout.strip().startswith(str(venv)), res.stdout + res.stderr
+    # The public API's runtime names work without PyTorch: a bundle scores an image from Python.
+    code = (f"from diffusionad_edge import open_bundle\n"
+            f"with open_bundle({str(bundles[target])!r}) as b: print(round(b.predict(__import__('numpy').zeros((64, 64, 3), 'uint8')).score, 6))")
+    res = _in(py, "-c", code, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    with load_bundle(bundles[target]) as bundle:
+        import numpy
+
+        assert float(res.stdout) == pytest.approx(bundle.predict(numpy.zeros((64, 64, 3), "uint8")).score, abs=1e-5)
 
     # Every verb is listed; the target profiles came with the wheel.
     res = _in(dae, "--help", cwd=tmp_path)

@@ -25,6 +25,8 @@ def evaluate_cmd(
     limit: Optional[int] = typer.Option(None, min=1, help="Evaluate at most N test images (balanced over types), e.g. for the slow iterative mode."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results to this JSON file; `--json -`: print only JSON on stdout."),
     noise_study: int = typer.Option(0, min=0, help="Instead: compare the fixed noise with N runs of fresh per-image noise (metrics and score jitter)."),
+    map_sigma: Optional[float] = typer.Option(None, min=0.0, max=32.0, help="Gaussian blur (pixels) of the anomaly map before "
+                                              "the metrics and the image score; 0: the raw map. Default: the checkpoint's own."),
 ) -> None:
     """Evaluate a checkpoint on the test split; prints a table, optionally writes JSON."""
     from ..data.framing import preprocessing_of
@@ -39,6 +41,8 @@ def evaluate_cmd(
     if json_out is not None and not to_stdout:
         check_output_file(json_out, "results file (--json)")  # before the evaluation, not after it
     model, payload = load_model(checkpoint)
+    if map_sigma is not None:
+        model.set_map_sigma(map_sigma)
     if data is None and category is None:
         trained_on = payload.get("data", {}).get("root")
         data = Path(trained_on) if trained_on else None
@@ -57,11 +61,14 @@ def evaluate_cmd(
         result = evaluate(dataset, predict, preprocessing_of(model.config, payload), batch_size,
                           progress=lambda done, total: bar.update(bar.task_ids[0], completed=done), limit=limit)
     result.extra.update({"checkpoint": str(checkpoint), "dataset": str(dataset.path), "mode": mode,
+                         "map_sigma": model.config.diffusion.map_sigma,
                          "preset": model.config.preset, "step": payload.get("step")})
     if to_stdout:
         print(to_json(result.to_dict()))
         return
-    print_eval_table(result.to_dict(), f"{dataset.name}: {model.config.preset} @ step {payload.get('step')}, {mode}")
+    sigma = model.config.diffusion.map_sigma
+    print_eval_table(result.to_dict(), f"{dataset.name}: {model.config.preset} @ step {payload.get('step')}, {mode}, "
+                                       f"{f'map blurred (sigma {sigma:g} px)' if sigma else 'raw map'}")
     if json_out is not None:
         write_json(json_out, result.to_dict())
         console.print(f"results written to {json_out}")

@@ -31,7 +31,7 @@ def train(
     category: Optional[str] = typer.Option(None, "--category", "-c", help="Category folder under --data (e.g. bottle). 'all' or a comma-separated list: a queue, each category into <out folder>/<category>.pt (finished ones skipped, interrupted ones resumed) and a summary table."),
     preset: str = typer.Option("edge", "--preset", "-p", help=f"Model preset: {', '.join(PRESETS)}."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Checkpoint file to write (default runs/model.pt); with a queue of categories, the folder (default runs)."),
-    steps: int = typer.Option(_DEFAULTS.steps, help="Total optimisation steps (also the target when resuming)."),
+    steps: Optional[int] = typer.Option(None, min=1, help=f"Total optimisation steps (also the target when resuming). Default: {_DEFAULTS.steps}, or no step limit when --minutes is given (the minutes then end the run)."),
     batch_size: Optional[int] = typer.Option(None, help="Images per step (even): half clean, half synthetic anomalies." + _recipe_help("batch_size")),
     lr_denoiser: Optional[float] = typer.Option(None, help="Peak Adam learning rate of the denoising U-Net (paper: 1e-4)." + _recipe_help("lr_denoiser")),
     lr_segmenter: Optional[float] = typer.Option(None, help="Peak Adam learning rate of the segmentation net (paper: 1e-5)." + _recipe_help("lr_segmenter")),
@@ -56,7 +56,7 @@ def train(
     checkpoint_every: int = typer.Option(_DEFAULTS.checkpoint_every, help="Write the checkpoint every N steps (0: only at the end and on Ctrl-C)."),
     workers: int = typer.Option(_DEFAULTS.num_workers, help="Data-loader worker processes for anomaly synthesis."),
     crop_size: Optional[int] = typer.Option(None, help="Train on random square patches of this size (fully convolutional nets still run on whole images): much cheaper steps. 0: whole images." + _recipe_help("crop_size")),
-    minutes: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many minutes of training (counted across --resume) even if --steps is not reached."),
+    minutes: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many minutes of training (counted across --resume). Alone, it is the only limit; with --steps, whichever comes first ends the run (and the learning-rate schedule)."),
     input_size: Optional[str] = typer.Option(None, help="Network input N or HxW (height x width), e.g. 256x640 for parts 2.5x wider than tall: long parts are not squashed. Both sides multiples of the preset's divisor (edge: 32). Default: the preset's square."),
     roi: Optional[str] = typer.Option(None, help="Region of interest x,y,w,h in pixels of the full image: only it is trained on and inspected (the map is placed back at frame size); stored in the model."),
     tile: Optional[int] = typer.Option(None, min=1, help="Train and infer on square tiles of this size cut from the full-resolution image (or ROI) instead of resizing it: for defects a few pixels wide on large images."),
@@ -98,7 +98,7 @@ def train(
     if recipe.get("crop_size") == 0 or (recipe.get("crop_size") or 0) >= min(model_config.input_hw):
         recipe["crop_size"] = None
     cfg = TrainConfig(
-        steps=steps, seed=seed, val_fraction=val_fraction, foreground=foreground,
+        steps=resolve_steps(steps, minutes), seed=seed, val_fraction=val_fraction, foreground=foreground,
         textures=str(textures) if textures else None,
         foreground_masks=str(foreground_masks) if foreground_masks else None,
         checkpoint_every=checkpoint_every, num_workers=workers, amp=amp, precision=precision,
@@ -135,7 +135,7 @@ def train(
             dataset = open_dataset(data, name)
             trainer = Trainer(model_config, cfg, dataset, path, device=str(dev), resume=resume_from, overwrite=replace, dist=job,
                               preprocessing=prep)
-            _announce(trainer, dataset, cfg.steps)
+            _announce(trainer, dataset, cfg.steps, minutes)
             return _fit(trainer, cfg.batch_size, budget, snapshots)
 
         if not queue:
@@ -178,6 +178,27 @@ def train(
 
 DEFAULT_OUT = Path("runs/model.pt")
 
+#: ``--steps`` when only ``--minutes`` limits a run: a step count no run reaches, so the minutes end it.
+NO_STEP_LIMIT = 10**9
+
+
+def resolve_steps(steps: int | None, minutes: float | None) -> int:
+    """The run's step target: the user's ``--steps``; without it the default, unless ``--minutes``
+    is given, which is then the only limit (a time-boxed run is not silently cut at the default)."""
+    if steps is not None:
+        return steps
+    return NO_STEP_LIMIT if minutes is not None else _DEFAULTS.steps
+
+
+def describe_limits(start_step: int, steps: int, minutes: float | None) -> str:
+    """Which limit ends the run, for the header: steps, minutes, or whichever comes first."""
+    if minutes is None:
+        return f"steps {start_step}->{steps}"
+    if steps >= NO_STEP_LIMIT:
+        return f"from step {start_step} for {minutes:g} min of training (no step limit; the schedule spans the minutes)"
+    return (f"steps {start_step}->{steps} or {minutes:g} min of training, whichever comes first "
+            f"(the schedule spans the one that ends first)")
+
 
 def _check_global_batch(batch_size: int | None, preset: str, nproc: int) -> None:
     """Before any process starts: the global batch must split evenly (half clean, half synthetic)."""
@@ -210,12 +231,12 @@ def _forwarded_args(ctx: typer.Context, skip: set[str]) -> list[str]:
     return args
 
 
-def _announce(trainer, dataset, steps: int) -> None:
+def _announce(trainer, dataset, steps: int, minutes: float | None) -> None:
     mc, tc = trainer.model.config, trainer.cfg
     console.print(
         f"training preset [bold]{mc.preset}[/] ({trainer.preprocessing.describe()}) on {dataset.path} "
         f"({len(trainer.train_paths)} train / {len(trainer.val_paths)} held-out images) "
-        f"on {trainer.device} in {trainer.precision}, steps {trainer.step}->{steps}"
+        f"on {trainer.device} in {trainer.precision}, {describe_limits(trainer.step, steps, minutes)}"
     )
     console.print(
         f"recipe: batch {tc.batch_size}, crop {tc.crop_size or 'whole image'}, lr {tc.lr_denoiser:g}/{tc.lr_segmenter:g} "
@@ -232,16 +253,22 @@ def _announce(trainer, dataset, steps: int) -> None:
 
 
 def _fit(trainer, batch_size: int, budget: float | None, snapshots: tuple[float, ...]):
-    with progress_bar("train", trainer.cfg.steps) as bar:
+    # Only minutes limit the run: the bar counts training seconds, the info says the step.
+    by_time = budget is not None and trainer.cfg.steps >= NO_STEP_LIMIT
+    label, total = ("train (s)", int(budget)) if by_time and budget is not None else ("train", trainer.cfg.steps)
+    with progress_bar(label, total) as bar:
         task = bar.task_ids[0]
-        bar.update(task, completed=trainer.step)
+        bar.update(task, completed=trainer.train_seconds if by_time else trainer.step)
         start = trainer.step
 
         def report(step: int, total: int, losses: dict[str, float], elapsed: float) -> None:
             rate = (step - start) * batch_size / max(elapsed, 1e-9)
             info = (f"loss {losses['total']:.4f} (noise {losses['noise']:.4f} focal {losses['focal']:.4f} "
                     f"l1 {losses['smooth_l1']:.4f} dice {losses['dice']:.3f}) {rate:.1f} img/s")
-            bar.update(task, completed=step, info=info)
+            if by_time:
+                bar.update(task, completed=min(trainer.train_seconds, total), info=f"step {step} {info}")
+            else:
+                bar.update(task, completed=step, info=info)
 
         return trainer.fit(report, time_budget_s=budget, snapshots_s=snapshots)
 

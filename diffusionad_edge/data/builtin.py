@@ -182,7 +182,11 @@ def open_dataset(data: str | Path | None, category: str | None, log=None):
     from .mvtec import MVTecCategory
 
     if data is not None:
-        return MVTecCategory(data, category)
+        dataset = MVTecCategory(data, category)
+        if log is not None:
+            for note in dataset.notes:
+                log(f"note: {note}")
+        return dataset
     root = builtin_root()
     name = category or BUILTIN_CATEGORY
     if not (root / name).is_dir():

@@ -68,11 +68,14 @@ class MVTecCategory:
     """One category of an MVTec-layout dataset, validated on construction.
 
     ``MVTecCategory(root, "bottle")`` reads ``root/bottle``; ``MVTecCategory(folder)``
-    reads ``folder`` itself as the category. Raises DataError when the folder, the
-    training images or a defect mask is missing.
+    reads ``folder`` itself as the category. A folder without ``train/`` that holds images
+    is a *plain folder of good images*: every image is a normal training image and there is no
+    test split (``layout == "plain"``). Raises DataError when the folder, the training
+    images or a defect mask is missing.
 
-    Attributes: ``path``, ``name``, ``train_images`` (sorted), ``test_samples``
-    (sorted by path; may be empty), ``defect_types`` (sorted, without "good").
+    Attributes: ``path``, ``name``, ``layout`` ("mvtec" or "plain"), ``train_images`` (sorted),
+    ``test_samples`` (sorted by path; may be empty), ``defect_types`` (sorted, without "good"),
+    ``notes`` (lines worth telling the user once, e.g. that the layout won over loose images).
     """
 
     def __init__(self, root: str | Path, category: str | None = None):
@@ -86,11 +89,26 @@ class MVTecCategory:
                     hint = f" (categories in {root}: {', '.join(found)})"
             raise DataError(f"dataset folder not found: {self.path}{hint}")
         self.name = self.path.resolve().name
+        self.notes: list[str] = []
         train_dir = self.path / "train" / GOOD
-        self.train_images: list[Path] = list_images(train_dir)
+        loose = list_images(self.path)
+        if not (self.path / "train").is_dir() and loose:
+            # A plain folder of good images: all of them are for training; no test split.
+            self.layout = "plain"
+            self.train_images: list[Path] = loose
+            self.test_samples: list[TestSample] = []
+            self.notes.append(f"{self.path} holds images only: all {len(loose)} are normal training images "
+                              f"(part held out as usual); no test split, so no test metrics")
+            self.defect_types: list[str] = []
+            return
+        self.layout = "mvtec"
+        if loose:
+            self.notes.append(f"{self.path} has a train/ folder and {len(loose)} loose images: the MVTec layout is used, "
+                              "the loose images are ignored")
+        self.train_images = list_images(train_dir)
         if not self.train_images:
             raise DataError(self._no_train_message(train_dir))
-        self.test_samples: list[TestSample] = self._scan_test()
+        self.test_samples = self._scan_test()
         self.defect_types: list[str] = sorted({s.defect_type for s in self.test_samples if s.is_anomalous})
 
     @property
@@ -105,6 +123,9 @@ class MVTecCategory:
         )
 
     def _no_train_message(self, train_dir: Path) -> str:
+        if not (self.path / "train").is_dir() and not _category_candidates(self.path):
+            return (f"no images in {self.path}: give a folder of good images (png, jpg, bmp, tif) or an MVTec-layout "
+                    f"folder ({LAYOUT_HINT})")
         what = "no training images in" if train_dir.is_dir() else "missing folder"
         msg = f"{what} {train_dir}; {LAYOUT_HINT}"
         # The most common mistake is pointing at the dataset root instead of a category.

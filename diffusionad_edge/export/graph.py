@@ -41,6 +41,7 @@ class FixedStepDetector(nn.Module):
         cfg = model.config.diffusion
         self.denoiser = model.denoiser
         self.segmenter = model.segmenter
+        self.map_smoothing = model.map_smoothing
         self.top_k = cfg.top_k
         self.with_reconstruction = with_reconstruction
         ab = model.schedule.alphas_cumprod.double()
@@ -70,7 +71,7 @@ class FixedStepDetector(nn.Module):
         x0_s = (x_ts - self.sqrt_1m_ab_s * eps_s) / self.sqrt_ab_s
         x0_b = ((x_tb - self.sqrt_1m_ab_b * eps_b) / self.sqrt_ab_b).clamp(-1.0, 1.0)
         x0_g = (x0_s + self.blend * (x0_b - x0_s)).clamp(-1.0, 1.0)
-        anomaly_map = torch.sigmoid(self.segmenter(torch.cat([image, x0_g], dim=1)))
+        anomaly_map = self.map_smoothing(torch.sigmoid(self.segmenter(torch.cat([image, x0_g], dim=1))))
         score = anomaly_map.flatten(1).topk(self.top_k, dim=1).values.mean(dim=1)
         if self.with_reconstruction:
             return anomaly_map, score, x0_g

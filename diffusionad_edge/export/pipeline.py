@@ -93,6 +93,8 @@ class ExportOptions:
     keep_failed: bool = False
     overwrite: bool = False
     noise_seed: int = 0
+    #: smoothing of the map baked into the graph (pixels); None: the checkpoint's own ``map_sigma``
+    map_sigma: float | None = None
 
 
 @dataclass
@@ -330,6 +332,8 @@ def prepare(opts: ExportOptions, log: Log, cache: dict[tuple, Any]) -> ExportJob
     if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
         raise ConfigError(f"output folder {out_dir} exists and is not empty; pass --overwrite or choose another --out")
     model, payload = load_model(opts.checkpoint)
+    if opts.map_sigma is not None:
+        model.set_map_sigma(opts.map_sigma)
     prep = preprocessing_of(model.config, payload)
     model, hw = _model_at_export_size(model, opts.input_size, profile, log, prep)
     prep = Preprocessing(*hw, prep.roi, prep.tile, prep.overlap, prep.blend, prep.top_k)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..config import MODES, ModelConfig  # MODES is re-exported here
+from .map_smoothing import MapSmoothing
 from .schedule import LinearSchedule, _gather
 from .seg import SegmentationUNet
 from .unet import DenoisingUNet
@@ -84,6 +85,15 @@ class DiffusionAD(nn.Module):
         self.schedule = LinearSchedule(config.diffusion)
         self.denoiser = DenoisingUNet(config.unet, config.arch_size, self.schedule.alphas_cumprod)
         self.segmenter = SegmentationUNet(config.seg)
+        self.map_smoothing = MapSmoothing(config.diffusion.map_sigma)
+
+    def set_map_sigma(self, sigma: float) -> "DiffusionAD":
+        """Change the inference map's smoothing (``map_sigma``, pixels; 0 = raw map) in place: the
+        weights are untouched, so an existing checkpoint can be evaluated or exported either way."""
+        self.config.diffusion.map_sigma = float(sigma)
+        self.config.validate()
+        self.map_smoothing = MapSmoothing(sigma).to(self.schedule.alphas_cumprod.device)
+        return self
 
     # -- building blocks ---------------------------------------------------------------------
     def predict_noise_pair(self, x_ts: torch.Tensor, t_s: torch.Tensor, x_tb: torch.Tensor, t_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,8 +124,13 @@ class DiffusionAD(nn.Module):
     def segment_logits(self, x0: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
         return self.segmenter(torch.cat([x0, reconstruction], dim=1))
 
+    def anomaly_map(self, x0: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+        """The inference map: sigmoid of the segmentation logits, smoothed by ``map_sigma``
+        (training's mask losses see the raw logits, :meth:`segment_logits`)."""
+        return self.map_smoothing(torch.sigmoid(self.segment_logits(x0, reconstruction)))
+
     def _detection(self, x0: torch.Tensor, reconstruction: torch.Tensor) -> Detection:
-        anomaly_map = torch.sigmoid(self.segment_logits(x0, reconstruction))
+        anomaly_map = self.anomaly_map(x0, reconstruction)
         return Detection(anomaly_map, top_k_score(anomaly_map, self.config.diffusion.top_k), reconstruction)
 
     def _timesteps(self, t: int, batch: int, device: torch.device) -> torch.Tensor:

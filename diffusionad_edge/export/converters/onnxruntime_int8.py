@@ -16,6 +16,15 @@ from ...optional import require
 
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 
+#: Graph nodes that stay in float whatever their type: the anomaly map's smoothing convolutions
+#: (models/map_smoothing.py) work on probabilities, where 8 bits would tie most normal pixels.
+FLOAT_SCOPES = ("map_smoothing",)
+
+
+def float_nodes(model) -> list[str]:
+    """Names of the nodes of an ONNX model that :data:`FLOAT_SCOPES` keeps in float."""
+    return [n.name for n in model.graph.node if any(f"/{scope}/" in n.name for scope in FLOAT_SCOPES)]
+
 
 class _Reader:
     """onnxruntime CalibrationDataReader over an in-memory set, one image per call."""
@@ -38,12 +47,14 @@ def quantize_onnx_qdq(fp32_onnx: str | Path, out_path: str | Path, calibration: 
         pre = Path(tmp) / "pre.onnx"
         # Shape inference and graph clean-up first, as onnxruntime recommends for static quantization.
         quant.shape_inference.quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
-        input_name = onnx.load(str(pre)).graph.input[0].name
+        pre_model = onnx.load(str(pre))
+        input_name = pre_model.graph.input[0].name
         quant.quantize_static(
             str(pre), str(out_path), _Reader(input_name, calibration, batch),
             quant_format=quant.QuantFormat.QDQ,
             activation_type=quant.QuantType.QInt8, weight_type=quant.QuantType.QInt8,
             per_channel=True, op_types_to_quantize=QUANTIZED_OPS, calibrate_method=methods[method],
+            nodes_to_exclude=float_nodes(pre_model),
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
         )
     onnx.checker.check_model(onnx.load(str(out_path)))

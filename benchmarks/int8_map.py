@@ -1,0 +1,196 @@
+"""Why does an INT8 bundle lose the anomaly map? Quantization variants of one checkpoint, side by side.
+
+From one checkpoint: the FP32 ONNX graph `dae export` builds, then INT8 variants of it, each
+scored on a dataset's test split (image AUROC, pixel AUROC, pixel AP, AUPRO) against the FP32
+ONNX, and timed in the same run (batch 1, model only, rows interleaved round by round so a load
+change hits every row alike; p50 of the rounds):
+
+* ``ov-fp32``        OpenVINO IR, f32 pinned
+* ``ov-int8``        NNCF INT8 as `dae export` built it before this study (MIXED preset, every op NNCF
+                     quantizes by default)
+* ``ov-int8-<name>`` NNCF INT8 with the ignored scopes / options of a variant (see VARIANTS)
+* ``ort-qdq``        the Q/DQ INT8 graph (Conv/MatMul/Gemm inputs only) in ONNX Runtime
+
+It also lists which operation types take quantized inputs in the default NNCF model (the ops
+whose inputs pass through a FakeQuantize), the first thing that differs from the Q/DQ graph.
+
+Usage:
+    python benchmarks/int8_map.py CKPT --data ../shared/data/toothbrush --out study/int8_tb [--rounds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from diffusionad_edge.data.mvtec import MVTecCategory
+from diffusionad_edge.evaluate.evaluator import evaluate
+from diffusionad_edge.export.converters.onnxruntime_int8 import quantize_onnx_qdq
+from diffusionad_edge.export.converters.openvino_ir import convert_to_ir, ops_after_last_conv
+from diffusionad_edge.export.onnx_export import export_onnx
+from diffusionad_edge.models.checkpoint_io import load_model
+from diffusionad_edge.quantize.calibration import from_training_images
+
+#: Elementwise arithmetic of the graph's float tail: noising, the preconditioned skip, eps -> x0,
+#: the guidance blend, the clamp, the concat into the segmentation net.
+ELEMENTWISE = ["Add", "Subtract", "Multiply", "Divide", "Clamp", "Concat", "Maximum", "Minimum"]
+
+VARIANTS = {
+    # no elementwise arithmetic takes INT8 inputs (closer to what the Q/DQ graph does)
+    "convonly": dict(ignored_types=ELEMENTWISE),
+    # everything after the segmentation head's last convolution stays float: the pixel shuffle,
+    # the sigmoid and the top-k (an 8-bit logit map ties most normal pixels)
+    "tailfloat": dict(tail_float=True),
+    "convonly+tailfloat": dict(ignored_types=ELEMENTWISE, tail_float=True),
+    # the default, but with NNCF's fast bias correction off
+    "nobiascorr": dict(fast_bias_correction=None),
+}
+
+
+def nncf_int8(onnx_path: Path, xml: Path, calib: np.ndarray, ignored_types=None, fast_bias_correction=True,
+              preset="mixed", tail_float=False) -> Path:
+    import nncf
+    import openvino as ov
+
+    model = ov.convert_model(str(onnx_path))
+    present = {op.get_type_name() for op in model.get_ops()}
+    # The map smoothing (if any) stays float in every variant, as in `dae export`.
+    kwargs = {"ignored_scope": nncf.IgnoredScope(
+        types=[t for t in (ignored_types or []) if t in present],
+        names=ops_after_last_conv(model) if tail_float else [], patterns=[".*map_smoothing.*"], validate=False)}
+    if fast_bias_correction is None:
+        kwargs["fast_bias_correction"] = False
+    presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
+    q = nncf.quantize(model, nncf.Dataset([calib[i:i + 1] for i in range(len(calib))]), subset_size=len(calib),
+                      preset=presets[preset], **kwargs)
+    ov.save_model(q, str(xml), compress_to_fp16=False)
+    return xml
+
+
+def quantized_consumers(xml: Path) -> Counter:
+    """Operation types that consume the output of a FakeQuantize (i.e. run on quantized inputs)."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    seen: Counter = Counter()
+    for op in model.get_ops():
+        if op.get_type_name() != "FakeQuantize":
+            continue
+        for out in op.outputs():
+            for target in out.get_target_inputs():
+                seen[target.get_node().get_type_name()] += 1
+    return seen
+
+
+class OVModel:
+    def __init__(self, xml: Path, config: dict):
+        import openvino as ov
+
+        self.compiled = ov.Core().compile_model(str(xml), "CPU", config)
+        self.req = self.compiled.create_infer_request()
+        from diffusionad_edge.runtime.runners import openvino_precision_name
+
+        try:
+            self.precision = openvino_precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        except RuntimeError:
+            self.precision = "?"
+
+    def __call__(self, x: np.ndarray):
+        maps, scores = [], []
+        for i in range(len(x)):
+            r = self.req.infer({0: x[i:i + 1]})
+            vals = list(r.values())
+            maps.append(np.asarray(vals[0])[:, 0])
+            scores.append(np.asarray(vals[1]).ravel())
+        return np.concatenate(maps), np.concatenate(scores)
+
+
+class ORTModel:
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        self.sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.name = self.sess.get_inputs()[0].name
+        self.precision = "int8 (Q/DQ)"
+
+    def __call__(self, x: np.ndarray):
+        maps, scores = [], []
+        for i in range(len(x)):
+            m, s = self.sess.run(None, {self.name: x[i:i + 1]})[:2]
+            maps.append(m[:, 0])
+            scores.append(np.ravel(s))
+        return np.concatenate(maps), np.concatenate(scores)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--rounds", type=int, default=20, help="timed rounds (each row once per round)")
+    ap.add_argument("--calibration", type=int, default=64, help="calibration images (training normals)")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="NNCF variants to add, comma-separated")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    model, payload = load_model(args.checkpoint)
+    hw = model.config.input_hw
+    data = payload.get("data", {})
+    calib = from_training_images(data.get("root", ""), data.get("train_images", []), hw[0], args.calibration).images
+    dataset = MVTecCategory(args.data)
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        fp32 = export_onnx(model, work / "fp32.onnx")
+        built: dict[str, object] = {}
+        t0 = time.perf_counter()
+        built["ort-fp32"] = ORTModel(fp32)
+        built["ort-fp32"].precision = "fp32"  # type: ignore[attr-defined]
+        built["ov-fp32"] = OVModel(convert_to_ir(fp32, work / "fp32.xml"), {"INFERENCE_PRECISION_HINT": "f32"})
+        default_xml = nncf_int8(fp32, work / "int8.xml", calib)
+        consumers = quantized_consumers(default_xml)
+        print(f"default NNCF INT8: ops taking quantized inputs: {dict(consumers)}", file=sys.stderr)
+        built["ov-int8"] = OVModel(default_xml, {})
+        for name in [v for v in args.variants.split(",") if v]:
+            xml = nncf_int8(fp32, work / f"int8-{name}.xml", calib, **VARIANTS[name])
+            print(f"{name}: ops taking quantized inputs: {dict(quantized_consumers(xml))}", file=sys.stderr)
+            built[f"ov-int8-{name}"] = OVModel(xml, {})
+        built["ort-qdq"] = ORTModel(quantize_onnx_qdq(fp32, work / "qdq.onnx", calib))
+        print(f"built {len(built)} models in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+        for name, m in built.items():
+            res = evaluate(dataset, m, hw)  # type: ignore[arg-type]
+            rows[name] = {"precision": getattr(m, "precision", "?"), **res.overall}
+            print(f"{name}: {res.overall}", file=sys.stderr)
+        x = calib[:1]
+        times: dict[str, list[float]] = {n: [] for n in built}
+        for _ in range(args.rounds):
+            for name, m in built.items():
+                t = time.perf_counter()
+                m(x)  # type: ignore[operator]
+                times[name].append((time.perf_counter() - t) * 1000)
+    ref = rows["ort-fp32"]
+    metrics = ("image_auroc", "pixel_auroc", "pixel_ap", "aupro")
+    lines = [f"Checkpoint `{args.checkpoint}` (step {payload.get('step')}), data `{args.data}`; "
+             f"deltas against the FP32 ONNX (ONNX Runtime); p50 of {args.rounds} interleaved rounds, batch 1", "",
+             "| row | runs as | p50 ms | " + " | ".join(metrics) + " | " + " | ".join(f"d {m}" for m in metrics) + " |",
+             "|---|---|---|" + "---|" * (2 * len(metrics))]
+    for name, r in rows.items():
+        r["p50_ms"] = float(np.median(times[name]))
+        lines.append(f"| {name} | {r['precision']} | {r['p50_ms']:.1f} | " + " | ".join(f"{r[m]:.4f}" for m in metrics)
+                     + " | " + " | ".join(f"{r[m] - ref[m]:+.4f}" for m in metrics) + " |")
+    lines += ["", f"Ops taking quantized inputs in the default NNCF model: {dict(consumers)}"]
+    (args.out / "int8_map.json").write_text(json.dumps({"rows": rows, "quantized_consumers": dict(consumers)}, indent=1))
+    (args.out / "int8_map.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
