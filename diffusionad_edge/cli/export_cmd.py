@@ -10,10 +10,11 @@ import typer
 from rich.table import Table
 
 from ..errors import ConfigError
-from ..export.checks import DEFAULT_MAX_DROP
+from ..export.checks import DEFAULT_MAX_DROP, DEFAULT_MAX_MAP_DROP, METRIC_LABELS
 from ..export.targets import list_targets
 from ..files import fmt
 from ..interrupts import interrupt_guard
+from ..runtime.thresholds import DEFAULT_MARGIN_SD, MARGIN_FLOOR_LOGIT, MAX_MARGIN_SD, RULES, score_text
 from .common import console, out, print_table
 
 
@@ -45,13 +46,22 @@ def export(
     eval_category: Optional[str] = typer.Option(None, help="Category under --eval-data."),
     eval_limit: Optional[int] = typer.Option(None, min=1, help="Use at most N evaluation images."),
     threshold_data: Optional[Path] = typer.Option(None, help="MVTec-layout folder of labelled images (test/good, test/<defect>, "
-                                                  "ground_truth) from your line to choose the OK/NG and pixel thresholds on "
-                                                  "(default: held-out normals + synthetic anomalies)."),
+                                                  "ground_truth) from your line: its good images place the OK/NG and pixel "
+                                                  "thresholds, its defective ones give the expected miss rate "
+                                                  "(default: the checkpoint's held-out normals; synthetic anomalies as a check)."),
     threshold_category: Optional[str] = typer.Option(None, help="Category under --threshold-data."),
-    false_alarm_rate: Optional[float] = typer.Option(None, min=0.0, max=0.99, help="Target fraction of good parts rejected "
-                                                     "(e.g. 0.01): the lowest OK/NG threshold within it. Default: above "
-                                                     "every normal score of the threshold set."),
+    threshold_rule: str = typer.Option("normals", help=f"How the thresholds are placed: {' or '.join(RULES)}. normals: above the "
+                                       "highest normal score (pixel: the highest pixel of a normal map) by a margin in logit space; "
+                                       "best-f1: best F1 on normals + anomalies, never below the highest normal."),
+    threshold_margin: Optional[float] = typer.Option(None, help=f"normals rule: the margin in standard deviations of the normal "
+                                                     f"logits, 0-{MAX_MARGIN_SD:g} (default {DEFAULT_MARGIN_SD:g}; never less "
+                                                     f"than {MARGIN_FLOOR_LOGIT:g} in logits)."),
+    false_alarm_rate: Optional[float] = typer.Option(None, help="Target fraction of good parts rejected in [0, 1) "
+                                                     "(e.g. 0.01): the lowest OK/NG threshold within it, instead of the rule."),
     max_drop: float = typer.Option(DEFAULT_MAX_DROP, min=0.0, help="Largest image-AUROC drop against FP32 a reduced precision may cause."),
+    max_pixel_auroc_drop: float = typer.Option(DEFAULT_MAX_MAP_DROP, min=0.0, help="Largest pixel-AUROC drop against FP32 (needs --eval-data)."),
+    max_pixel_ap_drop: float = typer.Option(DEFAULT_MAX_MAP_DROP, min=0.0, help="Largest pixel-AP drop against FP32 (needs --eval-data)."),
+    max_aupro_drop: float = typer.Option(DEFAULT_MAX_MAP_DROP, min=0.0, help="Largest AUPRO drop against FP32 (needs --eval-data)."),
     accuracy_aware: bool = typer.Option(False, help="OpenVINO INT8: NNCF accuracy-controlled quantization within --max-drop (needs --eval-data)."),
     keep_failed: bool = typer.Option(False, help="Write the bundle even when a check fails (marked as failed)."),
     overwrite: bool = typer.Option(False, help="Replace an existing bundle folder."),
@@ -70,7 +80,7 @@ def export(
         from ..runtime.bundle import set_thresholds
 
         thr = set_thresholds(checkpoint, image=set_threshold, pixel=set_pixel_threshold)["thresholds"]
-        console.print(f"{checkpoint}: thresholds now image {fmt(thr['image'], '.4f')}, pixel {fmt(thr['pixel'], '.4f')} "
+        console.print(f"{checkpoint}: thresholds now image {score_text(thr['image'])}, pixel {score_text(thr['pixel'])} "
                       "(metadata.json rewritten with a new integrity record)")
         return
     if target is None:
@@ -82,7 +92,8 @@ def export(
     with interrupt_guard(f"interrupted; {'previous bundle kept: ' if previous else 'nothing written: '}{out_dir}"):
         result = _export(checkpoint, target, precision, out_dir, input_size, calibration, calibration_count, eval_data,
                          eval_category, eval_limit, threshold_data, threshold_category, max_drop, accuracy_aware, keep_failed,
-                         overwrite, false_alarm_rate)
+                         overwrite, false_alarm_rate, threshold_rule, threshold_margin,
+                         (max_pixel_auroc_drop, max_pixel_ap_drop, max_aupro_drop))
     print_report(result.metadata)
     console.print(f"bundle: {result.bundle}" + ("" if result.passed else " [red](checks FAILED, kept on request)"))
     if not result.passed:
@@ -90,7 +101,8 @@ def export(
 
 
 def _export(checkpoint, target, precision, out_dir, input_size, calibration, calibration_count, eval_data, eval_category,
-            eval_limit, threshold_data, threshold_category, max_drop, accuracy_aware, keep_failed, overwrite, false_alarm_rate):
+            eval_limit, threshold_data, threshold_category, max_drop, accuracy_aware, keep_failed, overwrite, false_alarm_rate,
+            threshold_rule, threshold_margin, map_drops):
     from ..export.pipeline import ExportOptions, export_bundle
 
     opts = ExportOptions(
@@ -98,6 +110,8 @@ def _export(checkpoint, target, precision, out_dir, input_size, calibration, cal
         calibration=calibration, calibration_count=calibration_count, eval_data=eval_data, eval_category=eval_category,
         eval_limit=eval_limit, threshold_data=threshold_data, threshold_category=threshold_category, max_drop=max_drop,
         accuracy_aware=accuracy_aware, keep_failed=keep_failed, overwrite=overwrite, false_alarm_rate=false_alarm_rate,
+        threshold_rule=threshold_rule, threshold_margin=threshold_margin, max_pixel_auroc_drop=map_drops[0],
+        max_pixel_ap_drop=map_drops[1], max_aupro_drop=map_drops[2],
     )
     return export_bundle(opts, log=lambda msg: console.print(msg))
 
@@ -136,9 +150,15 @@ def print_report(meta: dict) -> None:
                       f"{100 * r.get('decision_agreement', float('nan')):.1f} %")
     out.print(table)
     thr = meta["thresholds"]
-    out.print(f"thresholds (from {thr['source']}): image {thr['image']:.4f}, pixel {thr['pixel']:.4f}")
+    out.print(f"thresholds (from {thr['source']}): image {score_text(thr['image'])}, pixel {score_text(thr['pixel'])}")
     for line in threshold_lines(thr):
         out.print(line)
+    pix = thr.get("pixel_rule") or {}
+    if pix.get("name") == "normals":
+        recall = pix.get("defect_pixel_recall")
+        out.print(f"pixel threshold {score_text(thr['pixel'])}: the highest pixel of {pix['normals']} normal maps, "
+                  f"{score_text(pix['normal_max'])}, + a margin of {pix['margin_logit']:.2f} in logit space"
+                  + ("" if recall is None else f"; outlines {100 * recall:.1f} % of the anomalies' defect pixels"))
     acc = c.get("accuracy")
     if acc:
         t = Table(title=f"accuracy on {acc['dataset']}")
@@ -146,8 +166,14 @@ def print_report(meta: dict) -> None:
         t.add_column("FP32 reference (ONNX)", justify="right")
         t.add_column(f"this bundle ({meta['precision'].upper()})", justify="right")
         t.add_column("delta", justify="right")
+        limits = acc.get("max_drops") or {}
+        if meta["precision"] != "fp32" and limits:
+            t.add_column("largest drop allowed", justify="right")
         for k in acc["fp32"]:
-            t.add_row(k, fmt(acc["fp32"][k], "auto"), fmt(acc["artifact"][k], "auto"), fmt(acc["delta"][k], "auto"))
+            row = [METRIC_LABELS.get(k, k), fmt(acc["fp32"][k], "auto"), fmt(acc["artifact"][k], "auto"), fmt(acc["delta"][k], "auto")]
+            if meta["precision"] != "fp32" and limits:
+                row.append(fmt(limits.get(k), "g", missing="-"))
+            t.add_row(*row)
         out.print(t)
         if meta["precision"] != "fp32" and max(acc["delta"].get("pixel_auroc", 0.0), acc["delta"].get("pixel_ap", 0.0)) > 0.02:
             out.print(f"note: {meta['precision'].upper()} raised a pixel metric. A weak model's map is nearly flat; quantization "

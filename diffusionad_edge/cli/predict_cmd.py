@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ..errors import ConfigError
+from ..runtime.thresholds import score_text
 from .common import console, out, plural, print_table
 
 
@@ -73,5 +74,5 @@ def _print_rows(rows: list[dict]) -> None:
         table.add_column(col, justify=justify)
     for r in rows:
         norm = r["normalised_score"]
-        table.add_row(r["path"], r["decision"] or "--", f"{r['score']:.4f}", "-" if norm != norm else f"{norm:.3f}")
+        table.add_row(r["path"], r["decision"] or "--", score_text(r['score']), "-" if norm != norm else f"{norm:.3f}")
     print_table(table)

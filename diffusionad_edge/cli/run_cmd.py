@@ -13,6 +13,7 @@ import typer
 
 from ..errors import ConfigError
 from ..interrupts import exit_code, signal_label, stop_signal
+from ..runtime.thresholds import score_text
 from .common import console, out, plural, rounded
 
 
@@ -206,7 +207,7 @@ class _StatusLine:
         self.last_draw = now
         fps = self.frames / max(now - self.start, 1e-9)
         line = (f"{self.frames} frame{'' if self.frames == 1 else 's'}  {fps:5.1f} FPS  OK {self.ok}  NG {self.ng}  "
-                f"last: {event.get('decision') or '--'} {event['score']:.3f}")
+                f"last: {event.get('decision') or '--'} {score_text(event['score'])}")
         self._write(line)
 
     def _write(self, line: str) -> None:

@@ -5,10 +5,11 @@
 2. :func:`build_artefact` — export the fixed-step graph to ONNX (checked, simplified) and run the
    backend's converter (``export/converters``): ONNX (FP32 / Q/DQ INT8), OpenVINO IR (FP32 / FP16 /
    NNCF INT8), or the ONNX a TensorRT device builds from;
-3. :func:`choose_thresholds` — decision thresholds chosen with the artefact itself (on held-out
-   normals + synthetic anomalies, or the user's labelled images);
+3. :func:`choose_thresholds` — decision thresholds chosen with the artefact itself (by the held-out
+   normals, synthetic anomalies as a sanity check; or by the user's labelled images);
 4. :func:`run_checks` — FP32 parity with PyTorch, the artefact against PyTorch (decisions at the
-   chosen threshold), the TensorRT parser lint, accuracy deltas against FP32 on an evaluation set;
+   chosen threshold), the TensorRT parser lint, accuracy deltas against FP32 on an evaluation set
+   (image AUROC, pixel AUROC, pixel AP, AUPRO: each with its limit, :func:`accuracy_gate`);
 5. :func:`build_metadata` — ``metadata.json``;
 6. :func:`commit` — move the finished folder into place. A failed check removes everything unless
    ``keep_failed``; an interrupted export leaves only a hidden partial folder that is deleted.
@@ -47,8 +48,8 @@ from ..quantize.calibration import CalibrationSet, from_manifest, from_training_
 from ..runtime.backends import Backend, get_backend, make_runner, package_versions
 from ..runtime.bundle import FORMAT, FORMAT_VERSION, sha256, write_metadata
 from ..runtime.runners import OnnxRuntimeRunner, Runner, RunnerOutput, TorchRunner, describe_runtime_precision, runner_predict_fn
-from ..runtime.thresholds import Thresholds
-from .checks import CHECK_IMAGES, DEFAULT_MAX_DROP, FP32_TOLERANCE
+from ..runtime.thresholds import DEFAULT_RULE, Thresholds, check_rule
+from .checks import CHECK_IMAGES, DEFAULT_MAX_DROP, DEFAULT_MAX_MAP_DROP, FP32_TOLERANCE, MAP_METRICS, MAP_OPTIONS, METRIC_LABELS, THRESHOLD_NORMALS
 from .converters import ConvertInputs, converter_for
 from .graph import NOISE_CONTRACT
 from .onnx_export import OPSET, export_onnx
@@ -77,9 +78,17 @@ class ExportOptions:
     # thresholds on, instead of held-out normals + synthetic anomalies.
     threshold_data: Path | None = None
     threshold_category: str | None = None
-    # Target rate of good parts rejected; None: the OK/NG threshold stays above every normal score of the set.
+    # Target rate of good parts rejected; None: the threshold rule places the OK/NG threshold.
     false_alarm_rate: float | None = None
+    # "normals" (above the highest normal by a margin in logit space) or "best-f1" (runtime/thresholds.py)
+    threshold_rule: str = DEFAULT_RULE
+    # normals rule: the margin in standard deviations of the normal logits (None: the default)
+    threshold_margin: float | None = None
     max_drop: float | None = None
+    # Largest drop against FP32 of each map metric a reduced precision may cause (None: DEFAULT_MAX_MAP_DROP)
+    max_pixel_auroc_drop: float | None = None
+    max_pixel_ap_drop: float | None = None
+    max_aupro_drop: float | None = None
     accuracy_aware: bool = False
     keep_failed: bool = False
     overwrite: bool = False
@@ -152,7 +161,9 @@ def _model_at_export_size(model: DiffusionAD, input_size: int | str | tuple[int,
     return resized, hw
 
 
-def _held_out(payload: dict[str, Any]) -> tuple[Path, list[str]]:
+def _held_out(payload: dict[str, Any], limit: int = CHECK_IMAGES) -> tuple[Path, list[str]]:
+    """The checkpoint's data folder and (at most ``limit``) held-out image names; a checkpoint without
+    held-out images gives its first training images (for the parity check only: they were trained on)."""
     data = payload.get("data", {})
     root = Path(data.get("root", ""))
     names = list(data.get("val_images") or [])
@@ -163,7 +174,7 @@ def _held_out(payload: dict[str, Any]) -> tuple[Path, list[str]]:
             f"the checkpoint's held-out images ({root}) are not available: thresholds and checks need them; "
             "export on the machine (or with the data folder) the model was trained with"
         )
-    return root, names[:CHECK_IMAGES]
+    return root, names[:limit]
 
 
 def _check_set(payload: dict[str, Any], prep: Preprocessing | int | tuple[int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -183,18 +194,29 @@ def _check_set(payload: dict[str, Any], prep: Preprocessing | int | tuple[int, i
     return images.astype(np.float32), labels, masks
 
 
+def _extra_normals(payload: dict[str, Any], prep: Preprocessing, seed: int = 0) -> np.ndarray:
+    """Network inputs of the held-out normals beyond the check set's (up to ``THRESHOLD_NORMALS`` in
+    all): more normals for the thresholds, which they alone place. Empty when there are no more."""
+    root, names = _held_out(payload, THRESHOLD_NORMALS)
+    view_rng = np.random.default_rng([seed, 4243])
+    views = [prep.view(prep.training_image(read_image(root / n)), view_rng) for n in names]  # same draws as _check_set
+    extra = views[CHECK_IMAGES:]
+    return np.stack([to_chw_float(v) for v in extra]).astype(np.float32) if extra else np.zeros((0, 3, *prep.input_hw), np.float32)
+
+
 def _tiled_frames(payload: dict[str, Any], prep: Preprocessing, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
     """Whole frames for a tiled model's thresholds (its score is a frame's, not a tile's): the held-out
-    normals, and copies with a synthetic anomaly made on one random tile of their region. Returns the
-    frames, their labels and their masks over the region (the ROI, or the whole frame)."""
-    root, names = _held_out(payload)
+    normals (up to ``THRESHOLD_NORMALS``), and copies of the first ``CHECK_IMAGES`` with a synthetic
+    anomaly made on one random tile of their region. Returns the frames, their labels and their masks
+    over the region (the ROI, or the whole frame)."""
+    root, names = _held_out(payload, THRESHOLD_NORMALS)
     normals = [read_image(root / n) for n in names]
     train_cfg = payload.get("train_config", {})
     synth = AnomalySynthesizer(foreground_mode=train_cfg.get("foreground", "auto"))
     rng = np.random.default_rng([seed, 4244])
     frames, masks = list(normals), [np.zeros(prep.region(n).shape[:2], np.float32) for n in normals]
     t = prep.tile
-    for img in normals:
+    for img in normals[:CHECK_IMAGES]:
         frame = img.copy()
         region = prep.region(frame)  # a view: writing into it writes into the frame
         y, x = int(rng.integers(region.shape[0] - t + 1)), int(rng.integers(region.shape[1] - t + 1))
@@ -203,7 +225,7 @@ def _tiled_frames(payload: dict[str, Any], prep: Preprocessing, seed: int = 0) -
         region[y : y + t, x : x + t], mask[y : y + t, x : x + t] = bad, m
         frames.append(frame)
         masks.append(mask)
-    return frames, np.r_[np.zeros(len(normals)), np.ones(len(normals))], masks
+    return frames, np.r_[np.zeros(len(normals)), np.ones(len(frames) - len(normals))], masks
 
 
 def _compare(ref: RunnerOutput, got: RunnerOutput, threshold: float | None) -> dict[str, float]:
@@ -261,6 +283,8 @@ class ExportJob:
     hw: tuple[int, int]
     preprocessing: Preprocessing
     max_drop: float
+    #: largest drop against FP32 of each map metric (MAP_METRICS) a reduced precision may cause
+    max_map_drops: dict[str, float]
     eval_ds: MVTecCategory | None
     threshold_ds: MVTecCategory | None
     log: Log
@@ -296,6 +320,12 @@ def prepare(opts: ExportOptions, log: Log, cache: dict[tuple, Any]) -> ExportJob
     """Stage 1: validate everything that can be validated before minutes of work; load the model."""
     profile = load_target(opts.target)
     precision = profile.check_precision(opts.precision)
+    check_rule(opts.threshold_rule, opts.threshold_margin, opts.false_alarm_rate)
+    threshold_ds = MVTecCategory(opts.threshold_data, opts.threshold_category) if opts.threshold_data is not None else None
+    if threshold_ds is not None:
+        _check_threshold_data(threshold_ds, opts.threshold_rule)
+    max_map_drops = {m: DEFAULT_MAX_MAP_DROP if v is None else float(v) for m, v in
+                     zip(MAP_METRICS, (opts.max_pixel_auroc_drop, opts.max_pixel_ap_drop, opts.max_aupro_drop))}
     backend = get_backend(profile.backend)
     out_dir = Path(opts.out_dir)
     check_output_dir(out_dir, "bundle folder (--out)")
@@ -314,13 +344,22 @@ def prepare(opts: ExportOptions, log: Log, cache: dict[tuple, Any]) -> ExportJob
     model, hw = _model_at_export_size(model, opts.input_size, profile, log, prep)
     prep = Preprocessing(*hw, prep.roi, prep.tile, prep.overlap, prep.blend, prep.top_k)
     eval_ds = MVTecCategory(opts.eval_data, opts.eval_category) if opts.eval_data is not None else None
-    threshold_ds = MVTecCategory(opts.threshold_data, opts.threshold_category) if opts.threshold_data is not None else None
     if opts.accuracy_aware and (eval_ds is None or profile.backend != "openvino" or precision != "int8"):
         raise ConfigError("--accuracy-aware needs an OpenVINO INT8 export and --eval-data")
     if opts.accuracy_aware and not prep.is_plain:
         raise ConfigError("--accuracy-aware is not available for models with a ROI or tiles (its metric runs on whole inputs)")
     return ExportJob(opts, profile, backend, precision, model, payload, sha256(opts.checkpoint), hw, prep,
-                     DEFAULT_MAX_DROP if opts.max_drop is None else opts.max_drop, eval_ds, threshold_ds, log, cache)
+                     DEFAULT_MAX_DROP if opts.max_drop is None else opts.max_drop, max_map_drops, eval_ds, threshold_ds, log, cache)
+
+
+def _check_threshold_data(ds: MVTecCategory, rule: str) -> None:
+    """``--threshold-data`` has what the rule needs, or one line before any export work: good images
+    (they place the thresholds); defective ones too for ``best-f1``."""
+    good = sum(not s.is_anomalous for s in ds.test_samples)
+    if not good:
+        raise ConfigError(f"--threshold-data {ds.path} has no good images (test/good): the thresholds are placed by good parts")
+    if rule == "best-f1" and good == len(ds.test_samples):
+        raise ConfigError(f"--threshold-data {ds.path} needs both good and defective test images for --threshold-rule best-f1")
 
 
 def build_artefact(job: ExportJob, staging: Path) -> Artefact:
@@ -358,33 +397,57 @@ def artefact_runner(job: ExportJob, art: Artefact, checks: dict[str, Any]) -> Ru
 
 def choose_thresholds(job: ExportJob, runner: Runner, art: Artefact, check_pred: RunnerOutput) -> Thresholds:
     """Stage 3: decision thresholds chosen with the artefact itself: on the user's labelled images when
-    given (``--threshold-data``), else on the held-out normals and synthetic anomalies."""
-    pred, labels, masks = check_pred, art.check_labels, art.check_masks
+    given (``--threshold-data``), else on the held-out normals (synthetic anomalies as a sanity check)."""
     ds, prep = job.threshold_ds, job.preprocessing
-    source = None
-    if ds is not None:
-        if prep.is_plain:
-            images, labels, masks = load_test_arrays(ds, job.hw)
-            pred = runner.infer(images)
-        else:
-            from ..data.mvtec import read_test_sample
+    if ds is None:
+        return held_out_thresholds(job.payload, prep, runner, job.opts.threshold_rule, job.opts.threshold_margin,
+                                   job.opts.false_alarm_rate, check=(art.check_labels, art.check_masks, check_pred))
+    if prep.is_plain:
+        images, labels, masks = load_test_arrays(ds, job.hw)
+        pred = runner.infer(images)
+    else:
+        from ..data.mvtec import read_test_sample
 
-            loaded = [read_test_sample(s) for s in ds.test_samples]
-            labels = np.array([s.is_anomalous for s in ds.test_samples], np.float64)
-            pred, masks = _framed(prep, runner, [i for i, _ in loaded], [prep.region(m) for _, m in loaded])
-        if labels.min() == labels.max():
-            raise ConfigError(f"--threshold-data {ds.path} needs both good and defective test images to choose a threshold")
-    elif prep.tile is not None:
+        loaded = [read_test_sample(s) for s in ds.test_samples]
+        labels = np.array([s.is_anomalous for s in ds.test_samples], np.float64)
+        pred, masks = _framed(prep, runner, [i for i, _ in loaded], [prep.region(m) for _, m in loaded])
+    normal, defective = labels == 0, labels == 1
+    source = f"{int(normal.sum())} good + {int(defective.sum())} defective labelled images in {ds.path}"
+    return derive_thresholds(pred.score[normal], pred.score[defective], pred.anomaly_map[normal], pred.anomaly_map[defective],
+                             masks[defective], source, job.opts.false_alarm_rate, job.opts.threshold_rule, job.opts.threshold_margin)
+
+
+def held_out_thresholds(payload: dict[str, Any], prep: Preprocessing, runner: Runner, rule: str = DEFAULT_RULE,
+                        margin_sd: float | None = None, false_alarm_rate: float | None = None,
+                        check: tuple[np.ndarray, np.ndarray, RunnerOutput] | None = None) -> Thresholds:
+    """The default thresholds of a checkpoint, as ``dae export`` places them, with ``runner`` (the
+    artefact, or any runner of the same model: ``benchmarks/decisions.py`` uses PyTorch): the
+    checkpoint's held-out normals (up to ``THRESHOLD_NORMALS``) place them, synthetic anomalies made
+    from the first ``CHECK_IMAGES`` give the expected miss rate. ``check``: the check set's labels,
+    masks and ``runner``'s outputs on it, when already computed (the export's parity check)."""
+    if prep.tile is not None:
         # A tiled bundle scores whole frames (top-k of the blended map): its thresholds are chosen on frames.
-        frames, labels, frame_masks = _tiled_frames(job.payload, prep)
+        frames, labels, frame_masks = _tiled_frames(payload, prep)
         pred, masks = _framed(prep, runner, frames, frame_masks)
         source = (f"{int((labels == 0).sum())} held-out normal frames + {int((labels == 1).sum())} with a synthetic anomaly "
                   "on one tile, scored as whole tiled frames")
+    else:
+        if check is None:
+            images, labels, masks = _check_set(payload, prep)
+            pred = runner.infer(images)
+        else:
+            labels, masks, pred = check
+        extra = _extra_normals(payload, prep)
+        if len(extra):  # more normals than the check set holds: they place the thresholds too
+            more = runner.infer(extra)
+            pred = RunnerOutput(np.concatenate([pred.anomaly_map, more.anomaly_map]), np.concatenate([pred.score, more.score]))
+            labels = np.r_[labels, np.zeros(len(extra))]
+            masks = np.concatenate([masks, np.zeros((len(extra), *masks.shape[1:]), masks.dtype)])
+        source = (f"{int((labels == 0).sum())} held-out normal images; {int((labels == 1).sum())} synthetic anomalies made "
+                  "from them as a check")
     normal, defective = labels == 0, labels == 1
-    if ds is not None:
-        source = f"{int(normal.sum())} good + {int(defective.sum())} defective labelled images in {ds.path}"
-    return derive_thresholds(pred.score[normal], pred.score[defective], pred.anomaly_map[normal],
-                             pred.anomaly_map[defective], masks[defective], source, job.opts.false_alarm_rate)
+    return derive_thresholds(pred.score[normal], pred.score[defective], pred.anomaly_map[normal], pred.anomaly_map[defective],
+                             masks[defective], source, false_alarm_rate, rule, margin_sd)
 
 
 def _framed(prep: Preprocessing, runner: Runner, frames: list[np.ndarray], masks: list[np.ndarray]) -> tuple[RunnerOutput, np.ndarray]:
@@ -436,6 +499,21 @@ def run_checks(job: ExportJob, art: Artefact, runner: Runner, art_pred: RunnerOu
     return failures
 
 
+def accuracy_gate(deltas: dict[str, float], precision: str, max_drop: float, max_map_drops: dict[str, float]) -> list[str]:
+    """The accuracy gate of a reduced precision: one failure per metric whose drop against FP32 exceeds
+    its limit (image AUROC: ``max_drop``; pixel AUROC, pixel AP, AUPRO: ``max_map_drops``), naming the
+    metric, the drop and the option that sets the limit. FP32 artefacts are held to parity instead."""
+    if precision == "fp32":
+        return []
+    limits = {"image_auroc": (max_drop, "--max-drop"), **{m: (v, MAP_OPTIONS[m]) for m, v in max_map_drops.items()}}
+    failures = []
+    for metric, (limit, option) in limits.items():
+        delta = deltas.get(metric)
+        if delta is not None and np.isfinite(delta) and -delta > limit:
+            failures.append(f"{precision} {METRIC_LABELS[metric]} drop {-delta:.4f} > {option} {limit:g}")
+    return failures
+
+
 def _accuracy_check(job: ExportJob, fp32_runner: Runner, runner: Runner, checks: dict[str, Any]) -> list[str]:
     ds, limit, batch = job.eval_ds, job.opts.eval_limit, max(job.batch, 8)
     job.log(f"measuring accuracy on {ds.path} (FP32 reference and {job.precision}) ...")
@@ -444,10 +522,9 @@ def _accuracy_check(job: ExportJob, fp32_runner: Runner, runner: Runner, checks:
     art_metrics = evaluate(ds, runner, job.preprocessing, batch_size=batch, limit=limit)
     deltas = {k: art_metrics.overall[k] - fp32_metrics.overall[k] for k in fp32_metrics.overall}
     checks["accuracy"] = {"dataset": str(ds.path), "limit": limit, "fp32": fp32_metrics.overall,
-                          "artifact": art_metrics.overall, "delta": deltas}
-    if job.precision != "fp32" and -deltas["image_auroc"] > job.max_drop:
-        return [f"{job.precision} image AUROC drop {-deltas['image_auroc']:.4f} > --max-drop {job.max_drop}"]
-    return []
+                          "artifact": art_metrics.overall, "delta": deltas,
+                          "max_drops": {"image_auroc": job.max_drop, **job.max_map_drops}}
+    return accuracy_gate(deltas, job.precision, job.max_drop, job.max_map_drops)
 
 
 def build_metadata(job: ExportJob, art: Artefact, thresholds: Thresholds, checks: dict[str, Any]) -> dict[str, Any]:
@@ -520,7 +597,8 @@ def export_bundle(opts: ExportOptions, log: Log = print, reference_cache: dict[t
         with interrupts.cleanup_on_interrupt(lambda: shutil.rmtree(staging, ignore_errors=True)):
             art = build_artefact(job, staging)
             interrupts.check()
-            checks: dict[str, Any] = {"tolerance_fp32": FP32_TOLERANCE, "max_drop": job.max_drop, "check_images": int(len(art.check_images))}
+            checks: dict[str, Any] = {"tolerance_fp32": FP32_TOLERANCE, "max_drop": job.max_drop, "max_map_drops": job.max_map_drops,
+                                      "check_images": int(len(art.check_images))}
             with artefact_runner(job, art, checks) as runner:
                 art_pred = runner.infer(art.check_images)
                 thresholds = choose_thresholds(job, runner, art, art_pred)

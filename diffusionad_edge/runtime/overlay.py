@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .thresholds import decision
+from .thresholds import decision, score_text
 
 OK_COLOUR = (60, 170, 40)  # BGR
 NG_COLOUR = (40, 40, 220)
@@ -46,10 +46,12 @@ def draw_banner(img: np.ndarray, is_anomalous: bool | None, score: float, thresh
     chip_w = tw + max(8, bar // 2)
     cv2.rectangle(img, (0, 0), (chip_w, bar - 1), colour, -1)
     cv2.putText(img, word, ((chip_w - tw) // 2, (bar + th) // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
-    thr = f" / thr {threshold:.3f}" if threshold is not None else ""
+    # 3 significant digits: a trained model's thresholds can be 1e-4, which fixed decimals print as 0.000
+    thr = f" / thr {score_text(threshold)}" if threshold is not None else ""
     fps_text = f"  {fps:.1f} FPS" if fps else ""
     room = w - chip_w - 10
-    for text in (f"score {score:.3f}{thr}{fps_text}", f"score {score:.3f}{thr}", f"{score:.3f}{thr}", f"{score:.3f}"):
+    sc = score_text(score)
+    for text in (f"score {sc}{thr}{fps_text}", f"score {sc}{thr}", f"{sc}{thr}", sc):
         text_scale = min(_fit_text(text, room, bar, 1), scale)
         if text_scale >= 0.33:  # smaller Hershey text is not readable
             break

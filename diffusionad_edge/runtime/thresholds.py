@@ -5,12 +5,17 @@ A bundle's ``metadata.json`` stores ``thresholds``: the image threshold (OK/NG),
 normalised score is ``clip((s - image) / (max - min) + 0.5, 0, 1)``: 0.5 is the decision boundary
 *of the threshold in use*, also when a user overrides it (``--threshold``).
 
-:func:`safe_image_threshold` chooses the OK/NG threshold on labelled scores; the exporter uses it to
-derive a bundle's thresholds, a checkpoint's predictor to turn held-out validation scores into one.
-By default it is never below the highest normal score it was chosen on: a weak model whose normal
-and anomalous scores overlap then misses defects rather than failing good parts, and the export
-report says how many (:func:`error_rates`). A target false-alarm rate, asked for explicitly, lowers it.
-:func:`f1_optimal_threshold` chooses the pixel threshold.
+The default rule (``normals``, :func:`normals_threshold`) places a threshold by the normal images
+alone: above the highest normal score by a margin in logit space. Scores are means of sigmoid
+pixels, so they live in (0, 1) and span decades (normals near 1e-4, defects 1e-2..1): a margin in
+probability units would be either nothing or everything, in logits it is a ratio. The margin is
+``max(k x the standard deviation of the normal logits, a floor)``: the spread of the normals says
+how far the next normal may land above the highest one seen, and the floor keeps a margin when
+there are too few normals (3-5) to estimate a spread. Anomalies (synthetic or labelled) never move
+the threshold; they give the expected miss rate (:func:`error_rates`), a sanity check.
+:func:`safe_image_threshold` is the previous rule (``best-f1``: best F1 on normals + anomalies,
+never below the highest normal), and a target false-alarm rate, asked for explicitly, replaces
+both. :func:`f1_optimal_threshold` is the pixel threshold of the ``best-f1`` rule.
 """
 
 from __future__ import annotations
@@ -20,10 +25,69 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..optional import require
 
 #: pixel threshold of a model that carries none (a checkpoint): the map is a probability
 DEFAULT_PIXEL_THRESHOLD = 0.5
+
+#: the threshold rules (``dae export --threshold-rule``); the first is the default
+RULES = ("normals", "best-f1")
+DEFAULT_RULE = "normals"
+#: ``normals`` rule: margin above the highest normal logit, in standard deviations of the normal logits
+#: (chosen by measurement on Toothbrush and Magnetic Tile: README, "Thresholds")
+DEFAULT_MARGIN_SD = 1.0
+#: ``normals`` rule: the smallest margin, in logits (e = 2.72x the highest normal score's odds). Measured:
+#: on Toothbrush (5 held-out normals) a floor of 0.5 let one of 12 good test images through as NG, 1.0 none
+#: (benchmarks/decisions.py, README "Decisions at the default thresholds")
+MARGIN_FLOOR_LOGIT = 1.0
+#: largest accepted ``--threshold-margin``
+MAX_MARGIN_SD = 10.0
+_EPS = 1e-7  # scores are float32 probabilities: clip before the logit so 0 and 1 stay finite
+
+
+def logit(p: np.ndarray | float) -> np.ndarray:
+    """log(p / (1 - p)), with p clipped to [1e-7, 1 - 1e-7]."""
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def sigmoid(z: np.ndarray | float) -> np.ndarray:
+    """1 / (1 + exp(-z))."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
+
+
+def check_rule(rule: str, margin_sd: float | None = None, false_alarm_rate: float | None = None) -> None:
+    """A threshold rule and its parameters, or :class:`ConfigError` in one line (before any export work)."""
+    if rule not in RULES:
+        raise ConfigError(f"--threshold-rule {rule!r}: choose one of {', '.join(RULES)}")
+    if margin_sd is not None:
+        if rule != "normals":
+            raise ConfigError(f"--threshold-margin applies to --threshold-rule normals, not {rule}")
+        if not (isinstance(margin_sd, (int, float)) and np.isfinite(margin_sd) and 0.0 <= margin_sd <= MAX_MARGIN_SD):
+            raise ConfigError(f"--threshold-margin {margin_sd}: must be a number of standard deviations in [0, {MAX_MARGIN_SD:g}]")
+    if false_alarm_rate is not None:
+        if not (np.isfinite(false_alarm_rate) and 0.0 <= false_alarm_rate < 1.0):
+            raise ConfigError(f"--false-alarm-rate {false_alarm_rate}: must be in [0, 1)")
+        if rule != DEFAULT_RULE or margin_sd is not None:
+            raise ConfigError("--false-alarm-rate replaces the threshold rule: give it without --threshold-rule/--threshold-margin")
+
+
+def normals_threshold(normal_scores: np.ndarray, margin_sd: float | None = None,
+                      floor: float = MARGIN_FLOOR_LOGIT) -> tuple[float, dict[str, Any]]:
+    """The ``normals`` rule: ``sigmoid(max_logit + max(margin_sd x sd(logits), floor))`` over the normal
+    scores (or per-image maximum pixels); returns the threshold and the numbers that placed it. The
+    standard deviation is the sample one (n - 1); with one normal it is 0 and the floor is the margin."""
+    margin_sd = DEFAULT_MARGIN_SD if margin_sd is None else float(margin_sd)
+    z = logit(np.asarray(normal_scores, dtype=np.float64).ravel())
+    if not z.size:
+        raise ValueError("the normals rule needs at least one normal score")
+    sd = float(np.std(z, ddof=1)) if z.size >= 2 else 0.0
+    margin = max(margin_sd * sd, floor)
+    top = float(z.max())
+    return float(sigmoid(top + margin)), {"name": "normals", "normals": int(z.size), "normal_max": float(sigmoid(top)),
+                                          "normal_logit_max": top, "normal_logit_sd": sd, "margin_sd": margin_sd,
+                                          "margin_floor_logit": floor, "margin_logit": margin}
 
 
 def f1_optimal_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -84,22 +148,55 @@ def error_rates(normal_scores: np.ndarray, anomalous_scores: np.ndarray, thresho
     false_alarms, misses = int(np.sum(normal >= threshold)), int(np.sum(anomalous < threshold))
     return {"false_alarm_rate": false_alarms / max(len(normal), 1), "miss_rate": misses / max(len(anomalous), 1),
             "false_alarms": false_alarms, "normals": int(len(normal)), "misses": misses, "anomalies": int(len(anomalous)),
-            "overlap": bool(anomalous.size and normal.size and normal.max() >= anomalous.min())}
+            "overlap": bool(anomalous.size and normal.size and normal.max() >= anomalous.min()),
+            "below_normal_max": int(np.sum(anomalous <= normal.max())) if normal.size else 0}
+
+
+def score_text(value: float | None) -> str:
+    """A score or threshold in words: 3 significant digits (trailing zeros kept), so that 0.00012 is not printed as 0.000."""
+    return "-" if value is None else f"{value:#.3g}"
+
+
+def rule_line(thresholds: dict[str, Any] | None) -> str | None:
+    """How the image threshold was placed, with the numbers that placed it (None when unrecorded)."""
+    thr = thresholds or {}
+    params, image = thr.get("rule_params"), thr.get("image")
+    if not isinstance(params, dict) or image is None:
+        return None
+    if params.get("name") == "normals":
+        return (f"image threshold {score_text(image)}: the highest of {params['normals']} normal scores, {score_text(params['normal_max'])}, "
+                f"+ a margin of {params['margin_logit']:.2f} in logit space (max({params['margin_sd']:g} x their logit spread "
+                f"{params['normal_logit_sd']:.2f}, floor {params['margin_floor_logit']:g}); odds x{np.exp(params['margin_logit']):.2f})")
+    if params.get("name") == "false-alarm-rate":
+        return (f"image threshold {score_text(image)}: the lowest that rejects at most {params['rate']:g} of the "
+                f"{params['normals']} normal images (highest normal {score_text(params['normal_max'])})")
+    if params.get("name") == "set":
+        side = "above" if params.get("normal_max") is None or image > params["normal_max"] else "at or below"
+        return (f"image threshold {score_text(image)}: set by hand, {side} the highest of {params['normals']} normal scores "
+                f"({score_text(params.get('normal_max'))})")
+    if params.get("name") == "best-f1":
+        return (f"image threshold {score_text(image)}: best F1 on normals + anomalies, never below the highest normal "
+                f"score {score_text(params['normal_max'])}")
+    return None
 
 
 def expected_lines(thresholds: dict[str, Any] | None) -> list[str]:
-    """A bundle's ``thresholds`` (metadata) in words: the false-alarm and miss rates expected at the
-    image threshold (measured on the set it was chosen on), and one warning line when that set's
-    normal and anomalous scores overlap. Empty when the bundle records no rates."""
+    """A bundle's ``thresholds`` (metadata) in words: the rule that placed the image threshold with
+    its numbers, the false-alarm and miss rates expected at it (measured on the set it was chosen on),
+    and one warning line when some anomalies of that set score no higher than its highest normal.
+    Empty when the bundle records no rates."""
     exp = (thresholds or {}).get("expected")
     if not exp:
         return []
-    lines = [f"expected at this threshold (on that set): false alarms {100 * exp['false_alarm_rate']:.1f} % "
-             f"({exp['false_alarms']}/{exp['normals']} good parts), missed defects {100 * exp['miss_rate']:.1f} % "
-             f"({exp['misses']}/{exp['anomalies']})"]
+    lines = [line] if (line := rule_line(thresholds)) else []
+    lines.append(f"expected at this threshold (on that set): false alarms {100 * exp['false_alarm_rate']:.1f} % "
+                 f"({exp['false_alarms']}/{exp['normals']} good parts), missed defects {100 * exp['miss_rate']:.1f} % "
+                 f"({exp['misses']}/{exp['anomalies']})")
     if exp.get("overlap"):
-        lines.append(f"warning: normal and anomalous scores overlap (highest normal {thresholds.get('normal_score_max', float('nan')):.4f}); "
-                     "no threshold separates them: train longer, use --threshold-data, or set --false-alarm-rate")
+        hidden = exp.get("below_normal_max")
+        count = f"{hidden} of {exp['anomalies']} anomalies" if isinstance(hidden, int) else "some anomalies"
+        lines.append(f"warning: {count} score no higher than the highest normal ({score_text(thresholds.get('normal_score_max'))}): "
+                     "no threshold catches them without rejecting good parts: train longer, or use --threshold-data")
     return lines
 
 
@@ -130,21 +227,40 @@ class Thresholds:
 
     @classmethod
     def from_labelled_scores(cls, labels: np.ndarray, scores: np.ndarray, pixel: float | None, source: str,
-                             false_alarm_rate: float | None = None) -> "Thresholds":
-        """The image threshold of :func:`safe_image_threshold` on labelled image scores; ``extra`` records
-        the rule, the highest normal score and the error rates on these scores (see :func:`error_rates`)."""
+                             false_alarm_rate: float | None = None, rule: str = DEFAULT_RULE,
+                             margin_sd: float | None = None, extra: dict[str, Any] | None = None) -> "Thresholds":
+        """The image threshold of a rule on labelled image scores: ``normals`` (default,
+        :func:`normals_threshold`: the normals alone place it, the anomalies only give the expected miss
+        rate), ``best-f1`` (:func:`safe_image_threshold`), or a target ``false_alarm_rate``. ``extra``
+        records the rule in words and its numbers (``rule_params``), the highest normal score, the error
+        rates on these scores (:func:`error_rates`) and the scores; ``extra`` (argument) adds keys."""
+        check_rule(rule, margin_sd, false_alarm_rate)
         labels = np.asarray(labels).ravel()
         scores = np.asarray(scores, dtype=np.float64).ravel()
         normal, anomalous = scores[labels == 0], scores[labels == 1]
-        image = safe_image_threshold(normal, anomalous, false_alarm_rate)
-        rule = ("best F1, never below the highest normal score" if false_alarm_rate is None
-                else f"target false-alarm rate {false_alarm_rate:g}")
-        extra = (("rule", rule), ("normal_score_max", float(normal.max())),
-                 ("expected", error_rates(normal, anomalous, image)),
-                 # kept so that a threshold changed later (--set-threshold) gets its rates recomputed
-                 ("scores", {"normal": [round(float(v), 8) for v in normal], "anomalous": [round(float(v), 8) for v in anomalous]}))
-        return cls(image=image, pixel=pixel, score_min=float(scores.min()), score_max=float(scores.max()), source=source,
-                   extra=extra)
+        if not normal.size:
+            raise ValueError("thresholds need at least one normal score")
+        if false_alarm_rate is not None:
+            image = safe_image_threshold(normal, anomalous, false_alarm_rate)
+            text = f"target false-alarm rate {false_alarm_rate:g}"
+            params: dict[str, Any] = {"name": "false-alarm-rate", "rate": false_alarm_rate, "normals": int(normal.size),
+                                      "normal_max": float(normal.max())}
+        elif rule == "best-f1":
+            image = safe_image_threshold(normal, anomalous)
+            text = "best F1, never below the highest normal score"
+            params = {"name": "best-f1", "normals": int(normal.size), "normal_max": float(normal.max())}
+        else:
+            image, params = normals_threshold(normal, margin_sd)
+            text = (f"highest normal score + max({params['margin_sd']:g} x sd of the normal logits, {params['margin_floor_logit']:g}) "
+                    "in logit space")
+        out = (("rule", text), ("rule_params", params), ("normal_score_max", float(normal.max())),
+               ("expected", error_rates(normal, anomalous, image)),
+               # kept so that a threshold changed later (--set-threshold) gets its rates recomputed
+               # (6 significant digits: normal scores can be 1e-5, which fixed decimals would flatten)
+               ("scores", {"normal": [float(f"{v:.6g}") for v in normal], "anomalous": [float(f"{v:.6g}") for v in anomalous]}),
+               *(extra or {}).items())
+        lo, hi = float(scores.min()), float(scores.max())
+        return cls(image=image, pixel=pixel, score_min=min(lo, image), score_max=max(hi, image), source=source, extra=out)
 
     def to_dict(self) -> dict[str, Any] | None:
         if self.image is None and self.pixel is None:
@@ -168,9 +284,15 @@ class Thresholds:
 
     def _extra_at(self, image: float | None) -> tuple[tuple[str, Any], ...]:
         """``extra`` with the expected error rates recomputed at a new image threshold (when the scores
-        they were measured on are recorded)."""
+        they were measured on are recorded), and the rule's record saying the threshold was set by hand
+        (so the report's rule line does not describe a rule that no longer placed it)."""
         extra = dict(self.extra)
         scores = extra.get("scores")
+        params = extra.get("rule_params")
+        if image is not None and isinstance(params, dict):
+            placed = params.get("placed_by", params)  # the rule's own record, kept once through repeated changes
+            extra["rule_params"] = {"name": "set", "normals": params.get("normals"), "normal_max": params.get("normal_max"),
+                                    "placed_by": placed}
         if image is not None and isinstance(scores, dict) and scores.get("normal"):
             extra["expected"] = error_rates(np.asarray(scores["normal"]), np.asarray(scores.get("anomalous") or []), image)
         elif image is not None:

@@ -16,6 +16,9 @@ from diffusionad_edge.runtime.bundle import BundleError, load_bundle
 from diffusionad_edge.runtime.runners import TorchRunner
 from diffusionad_edge.train.checkpoint import load_model
 
+#: accuracy limits no tiny model fails: for tests about something else than the gate
+LOOSE = dict(max_drop=1.0, max_pixel_auroc_drop=1.0, max_pixel_ap_drop=1.0, max_aupro_drop=1.0)
+
 
 def _export(ckpt, out, target, precision, **kw):
     return export_bundle(ExportOptions(checkpoint=ckpt, target=target, out_dir=out, precision=precision, input_size=64,
@@ -30,7 +33,7 @@ def ort_fp32(tiny_checkpoint, tmp_path_factory):
 @pytest.fixture(scope="module")
 def ort_int8(tiny_checkpoint, tiny_dataset, tmp_path_factory):
     return _export(tiny_checkpoint, tmp_path_factory.mktemp("b") / "ort8", "onnxruntime-cpu", "int8",
-                   eval_data=tiny_dataset.path, max_drop=1.0)
+                   eval_data=tiny_dataset.path, **LOOSE)
 
 
 def test_fp32_bundle_metadata_and_parity(ort_fp32, tiny_checkpoint, tiny_dataset):
@@ -126,7 +129,7 @@ _IMAGES = None
 
 def test_openvino_accuracy_aware_int8(tiny_checkpoint, tiny_dataset, tmp_path):
     res = _export(tiny_checkpoint, tmp_path / "aa", "openvino-cpu", "int8", eval_data=tiny_dataset.path,
-                  accuracy_aware=True, max_drop=0.05)
+                  accuracy_aware=True, **{**LOOSE, "max_drop": 0.05})
     acc = res.metadata["checks"]["accuracy"]
     assert -acc["delta"]["image_auroc"] <= 0.05 and res.passed
     assert res.metadata["checks"]["runtime_precision"].startswith("int8")
@@ -193,7 +196,7 @@ def test_shared_reference_cache_gives_the_same_checks(ort_int8, tiny_checkpoint,
     cache: dict = {}
     first = ort_int8  # exported alone, without a cache
     a = export_bundle(ExportOptions(checkpoint=tiny_checkpoint, target="onnxruntime-cpu", out_dir=tmp_path / "c1", precision="int8",
-                                    input_size=64, calibration_count=8, eval_data=tiny_dataset.path, max_drop=1.0),
+                                    input_size=64, calibration_count=8, eval_data=tiny_dataset.path, **LOOSE),
                       log=lambda m: None, reference_cache=cache)
     assert {k[0] for k in cache} == {"torch", "fp32", "metrics"}
     entries = dict(cache)
@@ -211,31 +214,46 @@ def test_shared_reference_cache_gives_the_same_checks(ort_int8, tiny_checkpoint,
 
 def test_thresholds_from_labelled_images_of_the_line(tiny_checkpoint, tiny_dataset, tmp_path):
     from diffusionad_edge.data.mvtec import load_test_arrays
-    from diffusionad_edge.runtime.thresholds import error_rates, safe_image_threshold
+    from diffusionad_edge.runtime.thresholds import error_rates, normals_threshold, safe_image_threshold
 
     res = _export(tiny_checkpoint, tmp_path / "t", "onnxruntime-cpu", "fp32", threshold_data=tiny_dataset.path)
     thr = res.metadata["thresholds"]
     assert "labelled images" in thr["source"] and str(tiny_dataset.path) in thr["source"]
-    # The image threshold is chosen on the bundle's own scores of those images, above every good one.
+    # The image threshold is placed by the bundle's own scores of the good images, above every one of them;
+    # the defective ones give the expected miss rate.
     images, labels, _ = load_test_arrays(tiny_dataset, 64)
     with load_bundle(res.bundle) as art:
-        scores = art.runner.infer(images).score
-    assert thr["image"] == pytest.approx(safe_image_threshold(scores[labels == 0], scores[labels == 1]), abs=1e-6)
+        out = art.runner.infer(images)
+    scores = out.score
+    assert thr["image"] == pytest.approx(normals_threshold(scores[labels == 0])[0], rel=1e-5)
     assert thr["image"] > scores[labels == 0].max()
-    assert thr["expected"] == error_rates(scores[labels == 0], scores[labels == 1], thr["image"])
+    assert thr["expected"] == error_rates(np.asarray(thr["scores"]["normal"]), np.asarray(thr["scores"]["anomalous"]), thr["image"])
+    assert thr["pixel"] > out.anomaly_map[labels == 0].max()  # no pixel of a good image is outlined
+    # --threshold-rule best-f1: the previous rule, on the same images
+    f1 = _export(tiny_checkpoint, tmp_path / "f1", "onnxruntime-cpu", "fp32", threshold_data=tiny_dataset.path,
+                 threshold_rule="best-f1").metadata["thresholds"]
+    assert f1["image"] == pytest.approx(safe_image_threshold(scores[labels == 0], scores[labels == 1]), abs=1e-6)
+    assert f1["rule_params"]["name"] == "best-f1" and f1["pixel_rule"]["name"] == "best-f1"
 
 
-def test_default_threshold_is_at_least_the_highest_held_out_normal_score(ort_fp32):
-    """A 3-step model scores normals and anomalies alike: the default must not reject good parts, and
-    the report must say so in one warning line."""
+def test_default_threshold_sits_above_the_held_out_normals_by_the_rule(ort_fp32, tiny_checkpoint):
+    """The default rule: the held-out normals alone place the threshold (sigmoid(max logit + margin)),
+    the synthetic anomalies give the expected miss rate; the report's lines agree with the numbers."""
     from diffusionad_edge.cli.export_cmd import threshold_lines
+    from diffusionad_edge.runtime.thresholds import normals_threshold, score_text
 
+    _, payload = load_model(tiny_checkpoint)
     thr = ort_fp32.metadata["thresholds"]
-    assert thr["image"] >= thr["normal_score_max"] == pytest.approx(max(thr["scores"]["normal"]))
+    normal = np.asarray(thr["scores"]["normal"])
+    assert len(normal) == len(payload["data"]["val_images"]) == thr["rule_params"]["normals"]
+    assert thr["image"] == pytest.approx(normals_threshold(normal)[0], rel=1e-4)
+    assert thr["image"] > thr["normal_score_max"] == pytest.approx(normal.max(), rel=1e-5)
     assert thr["expected"]["false_alarm_rate"] == 0.0
     lines = threshold_lines(thr)
-    assert "false alarms 0.0 %" in lines[0] and "missed defects" in lines[0]
-    assert (len(lines) == 2 and "overlap" in lines[1]) == thr["expected"]["overlap"]
+    assert lines[0].startswith(f"image threshold {score_text(thr['image'])}: the highest of {len(normal)} normal scores, "
+                               f"{score_text(thr['normal_score_max'])}")
+    assert "false alarms 0.0 %" in lines[1] and "missed defects" in lines[1]
+    assert (len(lines) == 3 and "no higher than the highest normal" in lines[2]) == thr["expected"]["overlap"]
 
 
 def test_a_target_false_alarm_rate_is_honoured(tiny_checkpoint, tmp_path):
@@ -244,14 +262,103 @@ def test_a_target_false_alarm_rate_is_honoured(tiny_checkpoint, tmp_path):
     assert thr["rule"] == "target false-alarm rate 0.25" and thr["expected"]["false_alarm_rate"] <= 0.25
 
 
-def test_threshold_data_needs_both_classes(tiny_checkpoint, tiny_dataset, tmp_path):
+def test_threshold_data_needs_good_images(tiny_checkpoint, tiny_dataset, tmp_path):
+    """The good images place the thresholds: a folder without them is refused before any export work;
+    good images alone are enough for the normals rule, not for best-f1."""
     from diffusionad_edge.errors import ConfigError
 
+    no_good = tmp_path / "no_good" / "surface"
+    shutil.copytree(tiny_dataset.path, no_good)
+    shutil.rmtree(no_good / "test" / "good")
+    with pytest.raises(ConfigError, match="has no good images"):
+        _export(tiny_checkpoint, tmp_path / "x", "onnxruntime-cpu", "fp32", threshold_data=no_good)
     only_good = tmp_path / "good_only" / "surface"
     shutil.copytree(tiny_dataset.path / "train", only_good / "train")
     shutil.copytree(tiny_dataset.path / "test" / "good", only_good / "test" / "good")
     with pytest.raises(ConfigError, match="both good and defective"):
-        _export(tiny_checkpoint, tmp_path / "x", "onnxruntime-cpu", "fp32", threshold_data=only_good)
+        _export(tiny_checkpoint, tmp_path / "x", "onnxruntime-cpu", "fp32", threshold_data=only_good, threshold_rule="best-f1")
+    assert not (tmp_path / "x").exists()
+    thr = _export(tiny_checkpoint, tmp_path / "g", "onnxruntime-cpu", "fp32", threshold_data=only_good).metadata["thresholds"]
+    assert thr["expected"]["anomalies"] == 0 and thr["image"] > max(thr["scores"]["normal"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--threshold-rule", "median"], "--threshold-rule 'median': choose one of normals, best-f1"),
+    (["--threshold-margin", "-1"], "--threshold-margin -1.0: must be a number of standard deviations in [0, 10]"),
+    (["--threshold-margin", "50"], "--threshold-margin 50.0: must be a number of standard deviations in [0, 10]"),
+    (["--false-alarm-rate", "1.5"], "--false-alarm-rate 1.5: must be in [0, 1)"),
+    (["--threshold-data", "GOODLESS"], "has no good images (test/good)"),
+])
+def test_bad_threshold_options_are_one_line_and_exit_2(tiny_checkpoint, tiny_dataset, tmp_path, args, message):
+    if "GOODLESS" in args:
+        goodless = tmp_path / "goodless" / "surface"
+        shutil.copytree(tiny_dataset.path, goodless)
+        shutil.rmtree(goodless / "test" / "good")
+        args = [str(goodless) if a == "GOODLESS" else a for a in args]
+    out = tmp_path / "never"
+    res = subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", "export", str(tiny_checkpoint), "--target",
+                          "onnxruntime-cpu", "--input-size", "64", "--out", str(out), *args], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2, res.stderr
+    lines = [line for line in res.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and message in " ".join(lines[0].split()), res.stderr
+    assert "Traceback" not in res.stderr and "exporting" not in res.stdout and not out.exists()
+
+
+def test_export_gate_covers_the_map(ort_int8):
+    """A reduced precision fails when any of pixel AUROC, pixel AP, AUPRO drops more than its limit
+    against FP32, naming the metric and the drop; the pure gate first, then a real INT8 bundle."""
+    from diffusionad_edge.export.pipeline import accuracy_gate
+
+    limits = {"pixel_auroc": 0.01, "pixel_ap": 0.01, "aupro": 0.01}
+    deltas = {"image_auroc": 0.0, "pixel_auroc": -0.005, "pixel_ap": -0.038, "aupro": 0.002}
+    assert accuracy_gate(deltas, "int8", 0.02, limits) == ["int8 pixel AP drop 0.0380 > --max-pixel-ap-drop 0.01"]
+    assert accuracy_gate(deltas, "fp32", 0.02, limits) == []  # FP32 is held to parity instead
+    assert accuracy_gate({**deltas, "pixel_ap": -0.009}, "int8", 0.02, limits) == []
+    acc = ort_int8.metadata["checks"]["accuracy"]
+    assert acc["max_drops"] == {"image_auroc": 1.0, "pixel_auroc": 1.0, "pixel_ap": 1.0, "aupro": 1.0}
+
+
+def _masks_from_the_fp32_map(tiny_checkpoint, tiny_dataset, root):
+    """A copy of the tiny dataset's defective test images whose defect masks are the top 1 % pixels (over
+    all of them) of the FP32 model's own maps: the FP32 map separates them perfectly (pixel AP 1), so a
+    map that quantization reorders loses pixel AP. Real files and a real model; only the labels are
+    chosen. (The 3-step model's map is nearly the same for every image: good images would be false
+    positives of FP32 as much as of INT8, so the copy has none.)"""
+    import cv2
+
+    from diffusionad_edge.data.mvtec import MVTecCategory, load_test_arrays
+
+    copy_root = root / "surface"
+    shutil.copytree(tiny_dataset.path, copy_root)
+    shutil.rmtree(copy_root / "test" / "good")
+    ds = MVTecCategory(copy_root)
+    images, _, _ = load_test_arrays(ds, 64)
+    maps = TorchRunner(load_model(tiny_checkpoint)[0]).infer(images).anomaly_map
+    cut = np.quantile(maps, 0.99)
+    for sample, amap in zip(ds.test_samples, maps):
+        h, w = read_image(sample.image_path).shape[:2]
+        mask = (amap >= cut).astype(np.uint8) * 255
+        cv2.imwrite(str(sample.mask_path), cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST))
+    return copy_root
+
+
+def test_int8_bundle_whose_pixel_ap_drops_fails_the_gate_naming_it(tiny_checkpoint, tiny_dataset, tmp_path):
+    """A real INT8 bundle whose map loses pixel AP against FP32 fails the gate, the failure naming the
+    metric, the drop and the option; nothing is written. A limit above the drop passes."""
+    data = _masks_from_the_fp32_map(tiny_checkpoint, tiny_dataset, tmp_path / "data")
+    kept = _export(tiny_checkpoint, tmp_path / "kept", "onnxruntime-cpu", "int8", eval_data=data, keep_failed=True,
+                   **{**LOOSE, "max_pixel_ap_drop": 0.0})
+    acc = kept.metadata["checks"]["accuracy"]
+    drop = -acc["delta"]["pixel_ap"]
+    assert acc["fp32"]["pixel_ap"] > 0.99 and drop > 0.002, acc  # the map moved: the case the gate is for
+    assert kept.metadata["checks"]["failures"] == [f"int8 pixel AP drop {drop:.4f} > --max-pixel-ap-drop 0"]
+    assert not kept.passed
+    with pytest.raises(ExportCheckFailed, match=rf"int8 pixel AP drop {drop:.4f} > --max-pixel-ap-drop {drop / 2:g}"):
+        _export(tiny_checkpoint, tmp_path / "fail", "onnxruntime-cpu", "int8", eval_data=data, **{**LOOSE, "max_pixel_ap_drop": drop / 2})
+    assert not (tmp_path / "fail").exists()
+    ok = _export(tiny_checkpoint, tmp_path / "ok", "onnxruntime-cpu", "int8", eval_data=data, **{**LOOSE, "max_pixel_ap_drop": drop + 0.01})
+    assert ok.passed and ok.metadata["checks"]["accuracy"]["max_drops"]["pixel_ap"] == pytest.approx(drop + 0.01)
 
 
 def test_checkpoint_trained_at_another_size_than_the_target(tiny_checkpoint, tmp_path):
