@@ -216,6 +216,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
         if parts.path != "/health" and not self.server.app.authorised(self.headers, query):
+            if self.command == "POST":
+                self._discard_body()
             self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong token (Authorization: Bearer TOKEN, or ?token=TOKEN)")
             return None
         return parts.path, query
@@ -289,6 +291,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- POST /predict -------------------------------------------------------------------------
 
+    def _discard_body(self) -> None:
+        """Before answering a POST whose body is not used (401, 404): read the body away, or close the
+        connection after the answer when it is too large to read. Left in the stream, the body would be
+        parsed as the next request (a stray 400), and a socket closed with unread data is reset."""
+        length = (self.headers.get("Content-Length") or "").strip()
+        if length.isdigit() and int(length) <= self.server.app.max_body:
+            self.rfile.read(int(length))
+        else:
+            self.close_connection = True
+
     def do_POST(self) -> None:  # noqa: N802
         routed = self._route()
         if routed is None:
@@ -296,6 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
         path, query = routed
         app = self.server.app
         if path != "/predict" or app.predictor is None:
+            self._discard_body()
             self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: POST {path}" + ("" if app.predictor else " (POST /predict is dae serve's)"))
             return
         app.begin()

@@ -75,10 +75,21 @@ def test_burst_gets_503_with_retry_after_never_a_reset(tiny_checkpoint):
         # a wrong token and an unknown page: answered, and counted like everything else
         assert _request(port, "GET", "/stats", token="wrong")[0] == 401
         assert _request(port, "GET", "/no-such-page")[0] == 404
-        assert _request(port, "POST", "/no-such-endpoint", b"x")[0] == 404
+        # a POST answered without using its body, twice on one connection: the body is not read as a
+        # second request (which used to add a stray 400 to the counts)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            for _ in range(2):
+                conn.request("POST", "/no-such-endpoint", body=b"x" * 100, headers={"Authorization": f"Bearer {TOKEN}"})
+                r = conn.getresponse()
+                r.read()
+                assert r.status == 404
+        finally:
+            conn.close()
+        time.sleep(0.5)  # a stray answer to leftover bytes would be counted by now
         stats = json.loads(_request(port, "GET", "/stats")[2])
         by_status = stats["requests"]["by_status"]
-        assert by_status == {"200": statuses.count(200) + 1, "401": 1, "404": 2, "503": len(busy)}  # + the GET /health
+        assert by_status == {"200": statuses.count(200) + 1, "401": 1, "404": 3, "503": len(busy)}  # + the GET /health
         assert stats["frames"] == statuses.count(200)
         metrics = _request(port, "GET", "/metrics")[2].decode()
         for code in ("401", "404", "503"):
