@@ -125,6 +125,17 @@ def main() -> None:
         # SIGTERM (systemctl stop, docker stop, Kubernetes) stops every verb as Ctrl-C does, exit code 143.
         forward_sigterm()
     try:
+        _run_app()
+    finally:
+        if _GUARD_STARTUP:
+            # The command has ended (its line is printed, its exit code chosen): a SIGTERM now, e.g. from
+            # torchrun stopping a rank that is already exiting, ends the process as before, without a
+            # KeyboardInterrupt raised into the interpreter's shutdown.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _run_app() -> None:
+    try:
         app()
     except Interrupted as exc:  # Ctrl-C: what was kept, not an error
         print(str(exc), file=sys.stderr)
