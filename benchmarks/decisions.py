@@ -20,7 +20,7 @@ thresholds ``dae export`` wrote into it. It then scores the category's test spli
 
 Usage::
 
-    python benchmarks/decisions.py /work/study/ctrl_toothbrush.pt --data ../shared/data/toothbrush \
+    python benchmarks/decisions.py runs/ctrl_toothbrush.pt --data ../shared/data/toothbrush \
         --margins 0,0.5,1,2,3 --out benchmarks/results/decisions_toothbrush
 
 Writes ``decisions.json`` (every score, the thresholds, the tables' numbers) and ``decisions.md``

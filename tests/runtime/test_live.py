@@ -229,6 +229,8 @@ def test_predict_folder_with_corrupt_file(bundles, tiny_dataset, tmp_path):
     folder.mkdir()
     for s in tiny_dataset.test_samples[:3]:
         (folder / s.image_path.name.replace(".png", f"_{s.defect_type}.png")).write_bytes(s.image_path.read_bytes())
+    from diffusionad_edge.runtime.thresholds import score_text
+
     (folder / "broken.png").write_bytes(b"not a png")
     res = dae("predict", folder, "--model", bundles["onnxruntime-cpu"], "--out", tmp_path / "out")
     assert res.returncode == 1
@@ -239,7 +241,7 @@ def test_predict_folder_with_corrupt_file(bundles, tiny_dataset, tmp_path):
     # Piped (not a terminal): one row per image with its full path, however long, and a plain summary.
     for r in result["results"]:
         (line,) = [l for l in res.stdout.splitlines() if l.startswith(r["path"])]
-        assert r["decision"] in line and f"{r['score']:.4f}" in line
+        assert r["decision"] in line and score_text(r["score"]) in line  # 3 significant digits: 1e-4 is not 0.0000
     assert "3 images scored" in res.stdout and "…" not in res.stdout
     res = dae("predict", folder / "*_good.png", "--model", bundles["onnxruntime-cpu"], "--json")
     assert res.returncode == 0, res.stderr
