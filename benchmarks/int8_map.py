@@ -33,10 +33,11 @@ import numpy as np
 from diffusionad_edge.data.mvtec import MVTecCategory
 from diffusionad_edge.evaluate.evaluator import evaluate
 from diffusionad_edge.export.converters.onnxruntime_int8 import quantize_onnx_qdq
-from diffusionad_edge.export.converters.openvino_ir import convert_to_ir, ops_after_last_conv
+from diffusionad_edge.export.converters.openvino_ir import convert_to_ir, float_scope
 from diffusionad_edge.export.onnx_export import export_onnx
 from diffusionad_edge.models.checkpoint_io import load_model
 from diffusionad_edge.quantize.calibration import from_training_images
+from diffusionad_edge.runtime.runners import OnnxRuntimeRunner, OpenVINORunner, Runner
 
 #: Elementwise arithmetic of the graph's float tail: noising, the preconditioned skip, eps -> x0,
 #: the guidance blend, the clamp, the concat into the segmentation net.
@@ -59,6 +60,24 @@ VARIANTS = {
 }
 
 
+def ops_after_last_conv(model) -> list[str]:
+    """Friendly names of the ops between the last convolution of each output's path and the outputs
+    (for the map: the head's bias, the pixel shuffle, the sigmoid, the smoothing; for the score: the
+    top-k). Walks back from every result and stops at Convolution (other than the smoothing's own),
+    Parameter and Constant ops."""
+    names: set[str] = set()
+    stack = [r.input_value(0).get_node() for r in model.get_results()]
+    while stack:
+        node = stack.pop()
+        name = node.get_friendly_name()
+        is_layer = node.get_type_name() == "Convolution" and "map_smoothing" not in name
+        if is_layer or node.get_type_name() in ("Parameter", "Constant") or name in names:
+            continue
+        names.add(name)
+        stack += [v.get_node() for v in node.input_values()]
+    return sorted(names)
+
+
 def nncf_int8(onnx_path: Path, xml: Path, calib: np.ndarray, ignored_types=None, fast_bias_correction=True,
               preset="mixed", tail_float=False, patterns=None) -> Path:
     import nncf
@@ -66,11 +85,11 @@ def nncf_int8(onnx_path: Path, xml: Path, calib: np.ndarray, ignored_types=None,
 
     model = ov.convert_model(str(onnx_path))
     present = {op.get_type_name() for op in model.get_ops()}
-    # The map smoothing (if any) stays float in every variant, as in `dae export`.
+    # What `dae export` keeps in float (the map smoothing) stays float in every variant.
+    base = float_scope(patterns)
     kwargs = {"ignored_scope": nncf.IgnoredScope(
         types=[t for t in (ignored_types or []) if t in present],
-        names=ops_after_last_conv(model) if tail_float else [], patterns=[".*map_smoothing.*", *(patterns or [])],
-        validate=False)}
+        names=ops_after_last_conv(model) if tail_float else [], patterns=base.patterns, validate=False)}
     if fast_bias_correction is None:
         kwargs["fast_bias_correction"] = False
     presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
@@ -95,46 +114,6 @@ def quantized_consumers(xml: Path) -> Counter:
     return seen
 
 
-class OVModel:
-    def __init__(self, xml: Path, config: dict):
-        import openvino as ov
-
-        self.compiled = ov.Core().compile_model(str(xml), "CPU", config)
-        self.req = self.compiled.create_infer_request()
-        from diffusionad_edge.runtime.runners import openvino_precision_name
-
-        try:
-            self.precision = openvino_precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
-        except RuntimeError:
-            self.precision = "?"
-
-    def __call__(self, x: np.ndarray):
-        maps, scores = [], []
-        for i in range(len(x)):
-            r = self.req.infer({0: x[i:i + 1]})
-            vals = list(r.values())
-            maps.append(np.asarray(vals[0])[:, 0])
-            scores.append(np.asarray(vals[1]).ravel())
-        return np.concatenate(maps), np.concatenate(scores)
-
-
-class ORTModel:
-    def __init__(self, path: Path):
-        import onnxruntime as ort
-
-        self.sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.name = self.sess.get_inputs()[0].name
-        self.precision = "int8 (Q/DQ)"
-
-    def __call__(self, x: np.ndarray):
-        maps, scores = [], []
-        for i in range(len(x)):
-            m, s = self.sess.run(None, {self.name: x[i:i + 1]})[:2]
-            maps.append(m[:, 0])
-            scores.append(np.ravel(s))
-        return np.concatenate(maps), np.concatenate(scores)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", type=Path)
@@ -154,33 +133,38 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         fp32 = export_onnx(model, work / "fp32.onnx")
-        built: dict[str, object] = {}
+        # The runtime's own runners, as bundles run them; rows: (runner, precision the row runs in
+        # when the runner cannot tell: ONNX Runtime's sessions do not say fp32 from Q/DQ int8).
+        built: dict[str, tuple[Runner, str]] = {}
         t0 = time.perf_counter()
-        built["ort-fp32"] = ORTModel(fp32)
-        built["ort-fp32"].precision = "fp32"  # type: ignore[attr-defined]
-        built["ov-fp32"] = OVModel(convert_to_ir(fp32, work / "fp32.xml"), {"INFERENCE_PRECISION_HINT": "f32"})
+        built["ort-fp32"] = (OnnxRuntimeRunner(fp32), "fp32")
+        built["ov-fp32"] = (OpenVINORunner(convert_to_ir(fp32, work / "fp32.xml"), config={"INFERENCE_PRECISION_HINT": "f32"}), "fp32")
         default_xml = nncf_int8(fp32, work / "int8.xml", calib)
         consumers = quantized_consumers(default_xml)
         print(f"default NNCF INT8: ops taking quantized inputs: {dict(consumers)}", file=sys.stderr)
-        built["ov-int8"] = OVModel(default_xml, {})
+        built["ov-int8"] = (OpenVINORunner(default_xml), "int8")
         for name in [v for v in args.variants.split(",") if v]:
             xml = nncf_int8(fp32, work / f"int8-{name}.xml", calib, **VARIANTS[name])
             print(f"{name}: ops taking quantized inputs: {dict(quantized_consumers(xml))}", file=sys.stderr)
-            built[f"ov-int8-{name}"] = OVModel(xml, {})
-        built["ort-qdq"] = ORTModel(quantize_onnx_qdq(fp32, work / "qdq.onnx", calib))
+            built[f"ov-int8-{name}"] = (OpenVINORunner(xml), "int8")
+        built["ort-qdq"] = (OnnxRuntimeRunner(quantize_onnx_qdq(fp32, work / "qdq.onnx", calib)), "int8 (Q/DQ)")
         print(f"built {len(built)} models in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
-        for name, m in built.items():
-            res = evaluate(dataset, m, hw)  # type: ignore[arg-type]
-            rows[name] = {"precision": getattr(m, "precision", "?"), **res.overall}
+        for name, (runner, precision) in built.items():
+            res = evaluate(dataset, runner, hw)
+            # OpenVINO says which float precision its INT8 model's unquantized ops ran in
+            runs_as = precision if runner.runtime_precision in (None, "fp32") else f"{precision}, float ops {runner.runtime_precision}"
+            rows[name] = {"precision": runs_as, **res.overall}
             print(f"{name}: {res.overall}", file=sys.stderr)
         x = calib[:1]
         times: dict[str, list[float]] = {n: [] for n in built}
         for _ in range(args.rounds):
-            for name, m in built.items():
+            for name, (runner, _) in built.items():
                 t = time.perf_counter()
-                m(x)  # type: ignore[operator]
+                runner.infer(x)
                 times[name].append((time.perf_counter() - t) * 1000)
+        for runner, _ in built.values():
+            runner.deactivate()
     ref = rows["ort-fp32"]
     metrics = ("image_auroc", "pixel_auroc", "pixel_ap", "aupro")
     lines = [f"Checkpoint `{args.checkpoint}` (step {payload.get('step')}), data `{args.data}`; "

@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from diffusionad_edge.config import RECOMMENDED_TRAINING, TrainConfig, preset
+from diffusionad_edge.config import TrainConfig, preset
 from diffusionad_edge.data.mvtec import MVTecCategory
 from diffusionad_edge.train.trainer import Trainer
 
@@ -54,13 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipe", action="append", default=[], help="training field, e.g. dice_weight=0")
     args = ap.parse_args(argv)
     config = with_overrides(preset(args.preset), args.set)
-    recipe = {**RECOMMENDED_TRAINING.get(args.preset, {})}
-    for item in args.recipe:
-        key, _, text = item.partition("=")
-        recipe[key] = _value(text)
-    cfg = TrainConfig(steps=args.steps, checkpoint_every=0, **recipe).validate()
+    overrides = {key: _value(text) for key, _, text in (item.partition("=") for item in args.recipe)}
+    cfg = TrainConfig.for_preset(args.preset, steps=args.steps, checkpoint_every=0, **overrides)
     trainer = Trainer(config, cfg, MVTecCategory(args.data), args.out, overwrite=True)
-    print(f"layout {args.set or 'as preset'}, recipe {recipe}", file=sys.stderr)
+    print(f"layout {args.set or 'as preset'}, recipe overrides {overrides or 'none'}", file=sys.stderr)
 
     def report(step, total, losses, elapsed):
         if step % 25 == 0 or step == total:

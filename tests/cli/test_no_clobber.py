@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from diffusionad_edge.paths import MARKER
+from tests.runtime.videofix import write_noise_video
 
 
 def dae(*args, timeout=300):
@@ -33,13 +33,7 @@ def refused(res, *fragments):
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    path = tmp_path_factory.mktemp("v") / "line.avi"
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
-    rng = np.random.default_rng(0)
-    for _ in range(6):
-        w.write(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
-    w.release()
-    return path
+    return write_noise_video(tmp_path_factory.mktemp("v") / "line.avi", 6)
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import os
 import subprocess
 import sys
 
-import cv2
-import numpy as np
 import pytest
+
+from tests.runtime.videofix import write_noise_video
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -37,13 +37,7 @@ def blocker(tmp_path):
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    path = tmp_path_factory.mktemp("v") / "line.avi"
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        w.write(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
-    w.release()
-    return path
+    return write_noise_video(tmp_path_factory.mktemp("v") / "line.avi", 20)
 
 
 def test_run_outputs_checked_before_anything(tiny_checkpoint, video, blocker, tmp_path):

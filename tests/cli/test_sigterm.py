@@ -18,6 +18,23 @@ def _start(*args):
                             stderr=subprocess.PIPE, text=True)
 
 
+def _terminate_when(proc: subprocess.Popen, ready, wait_s: float, settle_s: float = 0.0, end_s: float = 60) -> tuple[str, str]:
+    """Wait (at most ``wait_s``) until ``ready()`` holds, then SIGTERM ``proc`` and return its (stdout, stderr);
+    the process is killed whatever happens, so a failing test leaves nothing running."""
+    try:
+        deadline = time.time() + wait_s
+        while not ready() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(settle_s)
+        proc.send_signal(signal.SIGTERM)
+        return proc.communicate(timeout=end_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 @pytest.fixture(scope="module")
 def long_video(tmp_path_factory):
     path = tmp_path_factory.mktemp("v") / "long.avi"
@@ -31,17 +48,7 @@ def long_video(tmp_path_factory):
 def test_sigterm_stops_run_after_the_frame_in_flight(tiny_checkpoint, long_video, tmp_path):
     events, video = tmp_path / "ev.jsonl", tmp_path / "out.avi"
     proc = _start("run", "--model", tiny_checkpoint, "--source", long_video, "--no-show", "--events", events, "--save", video, "--json")
-    try:
-        deadline = time.time() + 180
-        while (not events.exists() or len(events.read_text().splitlines()) < 3) and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.stderr.read()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    out, err = _terminate_when(proc, lambda: events.exists() and len(events.read_text().splitlines()) >= 3, 180)
     assert proc.returncode == 143 and "Traceback" not in err, err
     summary = json.loads(out)
     assert summary["interrupted"] and 3 <= summary["frames"] < 3000
@@ -53,18 +60,7 @@ def test_sigterm_stops_run_after_the_frame_in_flight(tiny_checkpoint, long_video
 def test_sigterm_stops_demo_with_one_line(tmp_path):
     out = tmp_path / "demo"
     proc = _start("demo", "--fast", "--out", out)
-    try:
-        deadline = time.time() + 300
-        while not (out / "data").exists() and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    _, err = _terminate_when(proc, lambda: (out / "data").exists(), 300, settle_s=1.0, end_s=120)
     assert proc.returncode == 143, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert "interrupted" in err.strip().splitlines()[-1], err

@@ -18,3 +18,13 @@ def write_plate_video(path: Path, n: int) -> Path:
         w.write(f)
     w.release()
     return path
+
+
+def write_noise_video(path: Path, n: int, size: int = 64, seed: int = 0) -> Path:
+    """``n`` frames of seeded random noise, ``size`` x ``size`` (MJPG; for tests of paths, not of detection)."""
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (size, size))
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        w.write(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+    w.release()
+    return path

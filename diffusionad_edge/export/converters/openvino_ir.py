@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from ...optional import require
+from .onnxruntime_int8 import FLOAT_SCOPES
 
 
 def convert_to_ir(onnx_path: str | Path, xml_path: str | Path, fp16: bool = False) -> Path:
@@ -18,34 +19,13 @@ def convert_to_ir(onnx_path: str | Path, xml_path: str | Path, fp16: bool = Fals
     return Path(xml_path)
 
 
-#: Keep every op after the last convolution in float (see :func:`float_scope`).
-TAIL_FLOAT = False
-
-
-def ops_after_last_conv(model) -> list[str]:
-    """Friendly names of the ops between the last convolution of each output's path and the outputs
-    (for the map: the head's bias, the pixel shuffle, the sigmoid, the smoothing; for the score: the
-    top-k). Walks back from every result and stops at Convolution (other than the smoothing's own),
-    Parameter and Constant ops."""
-    names: set[str] = set()
-    stack = [r.input_value(0).get_node() for r in model.get_results()]
-    while stack:
-        node = stack.pop()
-        name = node.get_friendly_name()
-        is_layer = node.get_type_name() == "Convolution" and "map_smoothing" not in name
-        if is_layer or node.get_type_name() in ("Parameter", "Constant") or name in names:
-            continue
-        names.add(name)
-        stack += [v.get_node() for v in node.input_values()]
-    return sorted(names)
-
-
-def float_scope(model, tail_float: bool = True):
-    """NNCF's ignored scope: the map smoothing always (probabilities in 8 bits tie most normal
-    pixels), and with ``tail_float`` every op after the last convolution."""
+def float_scope(extra_patterns: list[str] | None = None):
+    """NNCF's ignored scope: the graph nodes that stay in float in every INT8 model
+    (:data:`~.onnxruntime_int8.FLOAT_SCOPES`, e.g. the map smoothing: probabilities in 8 bits tie
+    most normal pixels), plus ``extra_patterns`` (regular expressions over node names)."""
     nncf = require("nncf")
-    names = ops_after_last_conv(model) if tail_float else []
-    return nncf.IgnoredScope(names=names, patterns=[".*map_smoothing.*"], validate=False)
+    patterns = [f".*{scope}.*" for scope in FLOAT_SCOPES] + list(extra_patterns or [])
+    return nncf.IgnoredScope(patterns=patterns, validate=False)
 
 
 def quantize_ir_int8(
@@ -70,10 +50,10 @@ def quantize_ir_int8(
             model, calibration_dataset=calib,
             validation_dataset=nncf.Dataset(validation),
             validation_fn=validation_fn, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
-            subset_size=len(chunks), ignored_scope=float_scope(model, TAIL_FLOAT),
+            subset_size=len(chunks), ignored_scope=float_scope(),
         )
     else:
         quantized = nncf.quantize(model, calib, subset_size=len(chunks), preset=nncf.QuantizationPreset.MIXED,
-                                  ignored_scope=float_scope(model, TAIL_FLOAT))
+                                  ignored_scope=float_scope())
     ov.save_model(quantized, str(xml_path), compress_to_fp16=False)
     return Path(xml_path)
