@@ -7,9 +7,10 @@ x0_g; segmentation of concat(x0, x0_g); the loss of :mod:`.losses`; one Adam ste
 sub-network with its own learning rate (optionally warmed up and cosine-decayed); then an update
 of the weight average (EMA) that the checkpoint's ``model`` holds.
 
-Ctrl-C is taken at a step boundary: the step in flight finishes, the checkpoint is written and the
-run stops, so ``--resume`` continues exactly as if it had never stopped (a step cut in half would
-already have moved the BatchNorm statistics).
+Ctrl-C is taken at a step boundary (:mod:`.stopping`): the step in flight finishes, the checkpoint is
+written and the run stops, so ``--resume`` continues exactly as if it had never stopped. What each step
+draws and its learning rate are pure functions of seed and step (:mod:`.schedule`); the weight average
+lives in :mod:`.averaging`, the choice of device in :mod:`.device`.
 
 With several processes (torchrun, see :mod:`.distributed`) each rank trains on its share of the
 same global batch; gradients are averaged, BatchNorm sees the whole global batch, and only rank 0
@@ -22,10 +23,7 @@ of ``train/good`` (``val_fraction``) is scored at the end, for thresholds and a 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +33,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .. import interrupts
 from ..config import ModelConfig, TrainConfig
 from ..data.framing import Preprocessing, preprocessing_of
 from ..data.mvtec import MVTecCategory, split_train_val
@@ -46,84 +43,17 @@ from ..evaluate.metrics import image_auroc
 from ..hardware import resolve_train_precision
 from ..models.detector import DiffusionAD
 from ..paths import check_apart, check_output_file
+from .averaging import WeightAverage
 from .checkpoint import load_model, read_checkpoint, save_checkpoint
+from .device import resolve_device
 from .distributed import SINGLE, DistContext, check_batch, share_rows, sync_batchnorm
 from .losses import diffusionad_loss
 from .samples import StepSampler, SyntheticAnomalySamples, load_foreground_masks, load_images
+from .schedule import lr_factor, step_noise
+from .stopping import StopOnSigint, TrainingInterrupted
 
-
-class TrainingInterrupted(DaeError):
-    """Ctrl-C during training; the checkpoint has been saved."""
-
-    exit_code = 130
-
-
-class _StopOnSigint:
-    """While active (main thread only), the first Ctrl-C only sets ``requested``: the training
-    loop stops at the next step boundary and saves. A second Ctrl-C stops at once (the last
-    written checkpoint is kept). The CLI forwards SIGTERM here too (:func:`..interrupts.forward_sigterm`)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        interrupts.note_stop(signum)
-        label = interrupts.signal_label(signum)
-        print(f"\n{label}: finishing the current step and saving the checkpoint ({label} again to stop now)", flush=True)
-
-    def __enter__(self) -> "_StopOnSigint":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but this PyTorch build sees no CUDA GPU")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("--device mps asked for, but MPS is not available here")
-    return device
-
-
-def step_noise(
-    seed: int, step: int, shape: tuple[int, ...], t_split: int, T: int,
-    deployed: tuple[int, int] | None = None, jitter: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Timesteps and noises of one training step, a pure function of (seed, step), drawn on CPU.
-
-    ``deployed=(t_s, t_b)`` draws only those timesteps, each +- ``jitter`` (clipped to [0, T-1]);
-    otherwise the paper's ranges U{0..t_split-1} and U{t_split..T-1}.
-    """
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    b = shape[0]
-    if deployed is None:
-        t_s = torch.randint(0, t_split, (b,), generator=g)
-        t_b = torch.randint(t_split, T, (b,), generator=g)
-    else:
-        t_s = (deployed[0] + torch.randint(-jitter, jitter + 1, (b,), generator=g)).clamp(0, T - 1)
-        t_b = (deployed[1] + torch.randint(-jitter, jitter + 1, (b,), generator=g)).clamp(0, T - 1)
-    eps_s = torch.randn(shape, generator=g)
-    eps_b = torch.randn(shape, generator=g)
-    return t_s, t_b, eps_s, eps_b
+# the names this module has always offered (CLI, benchmarks and tests import them from here)
+__all__ = ["Trainer", "TrainResult", "TrainingInterrupted", "WeightAverage", "lr_factor", "resolve_device", "step_noise"]
 
 
 @dataclass
@@ -137,43 +67,6 @@ class TrainResult:
 
 
 ProgressFn = Callable[[int, int, dict[str, float], float], None]
-
-
-def lr_factor(schedule: str, step: int, total: int, warmup: int, progress: float | None = None) -> float:
-    """Learning-rate multiplier at ``step``: 1 for "constant"; for "cosine" a linear warm-up over
-    ``warmup`` steps, then a cosine from 1 down to 0.05 as ``progress`` (default step / total)
-    goes from 0 to 1."""
-    if schedule == "constant":
-        return 1.0
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    frac = (step - warmup) / max(total - warmup, 1) if progress is None else progress
-    frac = min(max(frac, 0.0), 1.0)
-    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac))
-
-
-class WeightAverage:
-    """Exponential moving average of a model's parameters and floating-point buffers (BatchNorm
-    statistics included); integer buffers are copied. ``model`` holds the averaged network."""
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.updates = 0
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        avg = self.model.state_dict()
-        for name, value in model.state_dict().items():
-            target = avg[name]
-            if value.dtype.is_floating_point:
-                target.lerp_(value.detach(), 1.0 - d)
-            else:
-                target.copy_(value)
 
 
 class _StepForward(torch.nn.Module):
@@ -465,7 +358,7 @@ class Trainer:
         t0 = time.perf_counter()
         seconds_at_start = self.train_seconds
         self._last_write = time.monotonic()
-        with _StopOnSigint() as stop:
+        with StopOnSigint() as stop:
             try:
                 batches = iter(loader)
                 while not stop.requested:
