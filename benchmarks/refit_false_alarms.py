@@ -6,8 +6,9 @@ frames "good part"; ``dae export BUNDLE --refit-threshold REVIEW_DIR`` places th
 with them. This measures what that does, on a real MVTec-layout category:
 
 1. every ``test/good`` and ``test/<defect>`` image is changed by ``--shift`` (``none``: as they are;
-   ``brighter``: a brighter lamp, x1.25 + 10 grey levels; ``dimmer``: x0.75; ``warmer``: red x1.15,
-   blue x0.85), standing in for the line's new conditions;
+   ``brighter``: a brighter lamp, x1.25 + 10 grey levels; ``slightly-brighter``: x1.08; ``dimmer``:
+   x0.75; ``warmer``: red x1.15, blue x0.85; ``slightly-warmer``: red x1.05, blue x0.95), standing in
+   for the line's new conditions;
 2. per round (seeded), ``--reviewed`` of the shifted good images go into a fresh review folder's
    ``good/`` (through :func:`~diffusionad_edge.runtime.review.save_review`, as the live view's button
    will); the other good images are the held-out set;
@@ -38,12 +39,19 @@ from pathlib import Path
 
 import numpy as np
 
+
+def _gain(img: np.ndarray, gain, offset: float = 0.0) -> np.ndarray:
+    return np.clip(img.astype(np.float32) * gain + offset, 0, 255).astype(np.uint8)
+
+
 SHIFTS = {
     "none": lambda img: img,
-    "brighter": lambda img: np.clip(img.astype(np.float32) * 1.25 + 10, 0, 255).astype(np.uint8),
-    "dimmer": lambda img: np.clip(img.astype(np.float32) * 0.75, 0, 255).astype(np.uint8),
+    "brighter": lambda img: _gain(img, 1.25, 10),
+    "slightly-brighter": lambda img: _gain(img, 1.08, 0),
+    "dimmer": lambda img: _gain(img, 0.75),
     # RGB: red up, blue down
-    "warmer": lambda img: np.clip(img.astype(np.float32) * np.array([1.15, 1.0, 0.85], np.float32), 0, 255).astype(np.uint8),
+    "warmer": lambda img: _gain(img, np.array([1.15, 1.0, 0.85], np.float32)),
+    "slightly-warmer": lambda img: _gain(img, np.array([1.05, 1.0, 0.95], np.float32)),
 }
 
 

@@ -174,6 +174,11 @@ def print_refit(result) -> None:
         n = len(result.defects)
         out.print(f"recall on the {n} confirmed defects: {100 * recall_old:.1f} % -> {100 * recall_new:.1f} % "
                   f"({round(recall_new * n)}/{n} NG after the refit)")
+        if recall_new < recall_old:
+            lost = round((recall_old - recall_new) * n)
+            out.print(f"[yellow]warning: the refit lets {lost} confirmed defect(s) through that were NG before: the reviewed good "
+                      f"frames score as high as defects; fine-tuning (dae train --init ... --add-normals REVIEW_DIR/good) teaches "
+                      f"the model the new normals instead; to undo, put {result.backup.name} back as metadata.json[/]")
     for note in result.notes:
         out.print(f"note: {note}")
     console.print(f"bundle: {result.bundle} (metadata.json rewritten with a new integrity record; model files unchanged; "

@@ -99,6 +99,9 @@ def test_a_frame_reviewed_good_stops_being_flagged(tight_bundle, tiny_dataset, t
     assert "reviewed good frames" in thr["source"]
     for key in ("files", "entry", "runtime_options", "input", "preprocessing", "checks"):  # nothing else changed
         assert meta[key] == json.loads(old_meta)[key]
+    shutil.copyfile(result.backup, bundle / "metadata.json")  # undo: the backup is a whole, sealed metadata.json
+    with load_bundle(bundle) as b:
+        assert b.image_threshold == threshold and b.predict(frames[good_name], bgr=True).is_anomalous
 
 
 def test_same_rule_with_recorded_normals_and_refit_twice_is_the_same(normals_bundle, tiny_dataset, tmp_path):
