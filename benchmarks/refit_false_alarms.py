@@ -11,7 +11,8 @@ with them. This measures what that does, on a real MVTec-layout category:
    for the line's new conditions;
 2. per round (seeded), ``--reviewed`` of the shifted good images go into a fresh review folder's
    ``good/`` (through :func:`~diffusionad_edge.runtime.review.save_review`, as the live view's button
-   will); the other good images are the held-out set;
+   will): those the bundle calls NG first, in a random order, as an operator reviews the false alarms
+   the live view shows (``--pick random``: any); the other good images are the held-out set;
 3. a copy of the bundle is refit from that folder with the library call behind the command
    (:func:`~diffusionad_edge.runtime.refit.refit_thresholds`: the bundle's own runner and rule);
 4. false alarms (held-out good images called NG) and recall (defective images called NG) at the
@@ -22,7 +23,7 @@ Usage::
 
     dae export /work/study/ctrl_toothbrush.pt --target openvino-cpu --precision fp32 --out exports/tb-ov32
     python benchmarks/refit_false_alarms.py exports/tb-ov32 --data ../shared/data/toothbrush \
-        --shift none,brighter --reviewed 3 --rounds 10 --out benchmarks/results/refit_toothbrush
+        --shift none,slightly-warmer,warmer,brighter --reviewed 3 --rounds 10 --out benchmarks/results/refit_toothbrush
 
 Writes ``refit.json`` (every score, each round's thresholds and counts) and ``refit.md`` into ``--out``
 and prints the Markdown table.
@@ -70,13 +71,23 @@ def _frames(dataset, shift):
     return good, bad, good_names, bad_names
 
 
+def _pick(good_scores, threshold, k, pick_from, rng):
+    """The good frames an operator reviews: ``ng``: the false alarms first (what the live view shows them), in a
+    random order, then random other good frames when there are fewer than ``k``; ``random``: any ``k``."""
+    order = rng.permutation(len(good_scores)).tolist()
+    if pick_from == "ng":
+        order = [i for i in order if good_scores[i] >= threshold] + [i for i in order if good_scores[i] < threshold]
+    return sorted(order[:k])
+
+
 def _rates(good_scores, bad_scores, threshold):
     fa = int(np.sum(np.asarray(good_scores) >= threshold))
     hits = int(np.sum(np.asarray(bad_scores) >= threshold))
     return fa, hits
 
 
-def run(bundle_dir: Path, data: Path, category: str | None, shifts: list[str], reviewed: int, rounds: int, seed: int) -> dict:
+def run(bundle_dir: Path, data: Path, category: str | None, shifts: list[str], reviewed: int, rounds: int, seed: int,
+        pick_from: str = "ng") -> dict:
     from diffusionad_edge.data.mvtec import MVTecCategory
     from diffusionad_edge.runtime.bundle import load_bundle
     from diffusionad_edge.runtime.refit import refit_thresholds
@@ -84,7 +95,7 @@ def run(bundle_dir: Path, data: Path, category: str | None, shifts: list[str], r
 
     dataset = MVTecCategory(data, category)
     out: dict = {"bundle": str(bundle_dir), "data": str(dataset.path), "reviewed": reviewed, "rounds": rounds, "seed": seed,
-                 "shifts": {}}
+                 "pick": pick_from, "shifts": {}}
     with load_bundle(bundle_dir) as bundle:
         thr0 = dict(bundle.metadata["thresholds"])
         out["threshold_before"] = {"image": thr0["image"], "pixel": thr0["pixel"]}
@@ -97,7 +108,7 @@ def run(bundle_dir: Path, data: Path, category: str | None, shifts: list[str], r
             print(f"{shift}: scored {len(good)} good + {len(bad)} defective images in {time.perf_counter() - t0:.0f} s", flush=True)
             rows = []
             for r in range(rounds):
-                pick = sorted(np.random.default_rng([seed, r]).choice(len(good), reviewed, replace=False).tolist())
+                pick = _pick(good_scores, thr0["image"], reviewed, pick_from, np.random.default_rng([seed, r]))
                 held = [i for i in range(len(good)) if i not in pick]
                 with tempfile.TemporaryDirectory(prefix="refit-bench-") as tmp:
                     copy = shutil.copytree(bundle_dir, Path(tmp) / "bundle")
@@ -120,8 +131,9 @@ def run(bundle_dir: Path, data: Path, category: str | None, shifts: list[str], r
 
 def table(res: dict) -> str:
     thr = res["threshold_before"]["image"]
+    how = "the false alarms first" if res.get("pick", "ng") == "ng" else "chosen at random"
     lines = [f"bundle {res['bundle']} ({res['backend']} {res['precision']}), data {res['data']}; {res['reviewed']} reviewed good "
-             f"frames per round, {res['rounds']} rounds; image threshold before the refit {thr:.3g}", "",
+             f"frames per round ({how}), {res['rounds']} rounds; image threshold before the refit {thr:.3g}", "",
              "| shift | held-out good | false alarms before | false alarms after | defects caught before | defects caught after "
              "| image threshold after (mean, range) | reviewed frames NG before (mean) |",
              "|---|---|---|---|---|---|---|---|"]
@@ -149,13 +161,15 @@ def main() -> None:
     ap.add_argument("--reviewed", type=int, default=3, help="good frames reviewed per round")
     ap.add_argument("--rounds", type=int, default=10, help="random choices of the reviewed frames")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pick", choices=("ng", "random"), default="ng",
+                    help="which good frames are reviewed: the false alarms first (as on the line), or any")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     shifts = [s.strip() for s in args.shift.split(",") if s.strip()]
     unknown = [s for s in shifts if s not in SHIFTS]
     if unknown:
         ap.error(f"unknown --shift {', '.join(unknown)}; choose from {', '.join(SHIFTS)}")
-    res = run(args.bundle, args.data, args.category, shifts, args.reviewed, args.rounds, args.seed)
+    res = run(args.bundle, args.data, args.category, shifts, args.reviewed, args.rounds, args.seed, args.pick)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "refit.json").write_text(json.dumps(res, indent=1))
     md = table(res)
