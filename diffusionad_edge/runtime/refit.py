@@ -183,9 +183,11 @@ def refit_thresholds(folder: str | Path, review_dir: str | Path, log: Log = prin
         maxima = np.r_[base["normal_map_max"], [m for _, _, m in good]]
         pixel, pixel_rule = normals_threshold(maxima, pixel_margin)
         pixel_rule.update(of="each normal map's highest pixel", normal_map_max=[float(f"{v:.6g}") for v in maxima])
+    elif (base.get("pixel_rule") or {}).get("name") == "best-f1":
+        notes.append("pixel threshold kept: best-f1 placed it over every pixel of the export's set, which a bundle does not record")
     else:
-        notes.append("pixel threshold kept: this bundle records no map maxima of its normals (exported before refits, or by "
-                     "best-f1); re-export it to refit the pixel threshold too")
+        notes.append("pixel threshold kept: this bundle records no map maxima of its normals (exported before refits existed); "
+                     "re-export it to refit the pixel threshold too")
     when = dt.datetime.now(dt.timezone.utc)
     backup_name = f"{METADATA}.{review_time(when)}.bak"
     source = (f"{len(base['normal'])} normals recorded at export ({base['source'] or 'unrecorded source'}) + {len(good)} "

@@ -94,6 +94,7 @@ def test_a_frame_reviewed_good_stops_being_flagged(tight_bundle, tiny_dataset, t
     meta = read_metadata(bundle)
     thr = meta["thresholds"]
     assert thr["rule_params"]["name"] == "best-f1"  # the rule that placed it at export
+    assert thr["pixel"] == result.old["pixel"] and any("best-f1 placed it over every pixel" in n for n in result.notes)
     assert thr["refit"]["good"] == 1 and thr["refit"]["defects"] == 1 and thr["refit"]["previous"]["image"] == threshold
     assert len(thr["scores"]["normal"]) == len(thr["refit"]["base"]["normal"]) + 1
     assert "reviewed good frames" in thr["source"]
