@@ -117,8 +117,8 @@ def _export(checkpoint, target, precision, out_dir, input_size, calibration, cal
 
 
 def _build_engine(bundle: Path) -> None:
+    from ..runtime.backends.tensorrt.engine import build_engine
     from ..runtime.bundle import read_metadata, verify_files
-    from ..runtime.tensorrt_engine import build_engine
 
     meta = read_metadata(bundle)
     if meta["backend"] != "tensorrt":

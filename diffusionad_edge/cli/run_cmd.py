@@ -64,8 +64,8 @@ def run(
     from ..data.roi import parse_roi
     from ..paths import input_paths
     from ..runtime.bundle import open_bundle
+    from ..runtime.line.multisource import default_names, read_sources_file
     from ..runtime.live import RunOptions, check_outputs, display_available, run_stream
-    from ..runtime.multisource import default_names, read_sources_file
     from ..runtime.sources import describe
 
     given = [str(c) for c in camera or []] + [str(s) for s in source or []]
@@ -142,13 +142,13 @@ class _Line:
 
     @staticmethod
     def info(bundle, model: Path, cameras: list[str]) -> dict:
-        from ..runtime.serve import model_info
+        from ..runtime.line.serve import model_info
 
         return {**model_info(bundle, Path(model).name), "cameras": cameras}
 
     def start_http(self, bind: str, token: Optional[str], bundle, model: Path, cameras: list[str]):
-        from ..runtime.livestate import LiveState
-        from ..runtime.web import start_server
+        from ..runtime.line.livestate import LiveState
+        from ..runtime.line.webserver import start_server
 
         state = LiveState(self.info(bundle, model, cameras))
         for name in cameras:
@@ -158,7 +158,7 @@ class _Line:
         return state
 
     def start_mqtt(self, url: str, bundle, model: Path, state, cameras: list[str], **options):
-        from ..runtime.mqtt import MqttOptions, MqttPublisher
+        from ..runtime.line.mqtt import MqttOptions, MqttPublisher
 
         opts = MqttOptions(url=url, qos=options["qos"], queue_size=options["queue"], on_fail=options["on_fail"],
                            username=options["username"], password_file=options["password_file"], ca=options["ca"])
@@ -171,7 +171,7 @@ class _Line:
         return publisher
 
     def open_sources(self, specs, state, max_pixels: int | None = None):
-        from ..runtime.multisource import MultiSource
+        from ..runtime.line.multisource import MultiSource
         from ..runtime.sources import open_source
 
         return MultiSource(specs, opener=functools.partial(open_source, max_pixels=max_pixels),

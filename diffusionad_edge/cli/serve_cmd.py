@@ -36,9 +36,9 @@ def serve(
 
     from ..data.imagesize import max_pixels_from_mp
     from ..runtime.bundle import open_bundle
-    from ..runtime.livestate import LiveState
-    from ..runtime.serve import Predictor, model_info
-    from ..runtime.web import backlog_for, start_server
+    from ..runtime.line.livestate import LiveState
+    from ..runtime.line.serve import Predictor, model_info
+    from ..runtime.line.webserver import backlog_for, start_server
 
     with open_bundle(model, backend) as bundle:
         bundle.override_thresholds(threshold, pixel_threshold)

@@ -8,7 +8,7 @@ scores), and returns a :class:`Bundle`. ``Bundle.predict(image)`` is the Python 
 
     frame (BGR camera frame, RGB array or file)
       -> Bundle.prepare_frame  data/framing.py: to RGB uint8, ROI crop, resize (or tiles), /255 -> (N, 3, H, W)
-      -> Bundle.infer          the runner (runners.py / tensorrt_runner.py) -> RunnerOutput maps, scores
+      -> Bundle.infer          the runner (backends/) -> RunnerOutput maps, scores
       -> Bundle.finish_frame   tiles blended, map placed back at frame size (ROI / tiled bundles);
                                Thresholds: decision, normalised score, defect mask
       -> BundleResult          -> overlay.py / live.py events / predict.py rows
@@ -37,8 +37,8 @@ from ..data.preprocess import preprocess, read_image, to_rgb
 from ..data.roi import Roi
 from ..errors import ConfigError, DaeError, DataError
 from ..files import to_json, write_text
-from .backends import make_runner
-from .runners import Runner, RunnerOutput
+from .backends.runner import Runner, RunnerOutput
+from .backends.table import make_runner
 from .thresholds import Thresholds, decision
 
 FORMAT = "diffusionad_edge.bundle"
@@ -380,7 +380,7 @@ def load_bundle(folder: str | Path, backend: str | None = None, verify: bool = T
 
 def checkpoint_bundle(model: Any, payload: dict[str, Any], path: Path, runner: Runner | None = None) -> Bundle:
     """A PyTorch model wrapped as a bundle: the image threshold from its held-out validation scores."""
-    from .runners import TorchRunner
+    from .backends.runner import TorchRunner
 
     val = payload.get("validation") or {}
     normal, synthetic = val.get("normal_scores") or [], val.get("synthetic_scores") or []
@@ -410,7 +410,7 @@ def open_bundle(path: str | Path, backend: str | None = None, device: str = "cpu
     if any(v is not None for v in runner_options.values()):
         raise BundleError(f"{', '.join(runner_options)} need a bundle; {path} is a checkpoint (PyTorch)")
     from ..models.checkpoint_io import load_model
-    from .runners import TorchRunner
+    from .backends.runner import TorchRunner
 
     model, payload = load_model(path)
     return checkpoint_bundle(model, payload, path, TorchRunner(model, device))

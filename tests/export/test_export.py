@@ -12,8 +12,8 @@ import pytest
 
 from diffusionad_edge.data.preprocess import read_image
 from diffusionad_edge.export.pipeline import ExportCheckFailed, ExportOptions, export_bundle
+from diffusionad_edge.runtime.backends.runner import TorchRunner
 from diffusionad_edge.runtime.bundle import BundleError, load_bundle
-from diffusionad_edge.runtime.runners import TorchRunner
 from diffusionad_edge.train.checkpoint import load_model
 
 #: accuracy limits no tiny model fails: for tests about something else than the gate
@@ -391,7 +391,7 @@ def _reseal(meta):
 
 
 def test_metadata_is_integrity_checked_and_validated(ort_fp32, tmp_path):
-    from diffusionad_edge.runtime.runners import ModelInputError
+    from diffusionad_edge.runtime.backends.runner import ModelInputError
 
     bundle = tmp_path / "b"
     shutil.copytree(ort_fp32.bundle, bundle)

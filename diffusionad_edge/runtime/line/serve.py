@@ -23,13 +23,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..data.imagesize import ImageTooLarge, check_image_size, default_max_pixels
-from ..data.preprocess import to_bgr, to_rgb
-from ..errors import DaeError
-from .bundle import Bundle
+from ...data.imagesize import ImageTooLarge, check_image_size, default_max_pixels
+from ...data.preprocess import to_bgr, to_rgb
+from ...errors import DaeError
+from ..bundle import Bundle
+from ..overlay import draw_overlay
 from .livestate import LiveState
-from .overlay import draw_overlay
-from .web import RequestError
+from .webserver import RequestError
 
 #: the camera name ``dae serve``'s requests are counted under in /stats and /metrics
 CAMERA = "predict"

@@ -20,8 +20,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ConfigError, DaeError
-from ..optional import INSTALL_HINTS
+from ...errors import ConfigError, DaeError
+from ...optional import INSTALL_HINTS
 
 
 def _onnxruntime_options(device: str, options: dict[str, Any], precision: str) -> dict[str, Any]:
@@ -55,13 +55,13 @@ class Backend:
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    Backend("onnxruntime", "ONNX Runtime", ("fp32", "int8"), "diffusionad_edge.runtime.runners:OnnxRuntimeRunner",
+    Backend("onnxruntime", "ONNX Runtime", ("fp32", "int8"), "diffusionad_edge.runtime.backends.runner:OnnxRuntimeRunner",
             "diffusionad_edge.export.converters:build_onnxruntime", INSTALL_HINTS["onnxruntime"],
             ("onnxruntime",), _onnxruntime_options),
-    Backend("openvino", "OpenVINO", ("fp32", "fp16", "int8"), "diffusionad_edge.runtime.runners:OpenVINORunner",
+    Backend("openvino", "OpenVINO", ("fp32", "fp16", "int8"), "diffusionad_edge.runtime.backends.runner:OpenVINORunner",
             "diffusionad_edge.export.converters:build_openvino", INSTALL_HINTS["openvino"],
             ("openvino", "nncf"), _openvino_options, runner_options=("requests", "performance_hint")),
-    Backend("tensorrt", "TensorRT", ("fp32", "fp16", "int8"), "diffusionad_edge.runtime.tensorrt_runner:TensorRTRunner",
+    Backend("tensorrt", "TensorRT", ("fp32", "fp16", "int8"), "diffusionad_edge.runtime.backends.tensorrt.runner:TensorRTRunner",
             "diffusionad_edge.export.converters:build_tensorrt", INSTALL_HINTS["tensorrt"],
             ("tensorrt",), _onnxruntime_options),
 )}

@@ -26,8 +26,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import DaeError
-from ..optional import require
+from ...errors import DaeError
+from ...optional import require
 
 
 class ModelInputError(DaeError):
@@ -146,7 +146,7 @@ class TorchRunner(Runner):
     def __init__(self, model, device: Any = "cpu", mode: str = "one-step", ddim_steps: int = 30, start_t: int | None = None,
                  noise: str = "fixed", seed: int = 0, noise_seed: int = 0, fixed_batch: int | None = None):
         super().__init__(fixed_batch)
-        from ..config import MODES
+        from ...config import MODES
 
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
