@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.backends.runner import Runner, TorchRunner, describe_runtime_precision
+from ..runtime.backends.runner import Runner, describe_runtime_precision
+from ..runtime.backends.torch import TorchRunner
 from ..runtime.bundle import Bundle, checkpoint_bundle, load_bundle
 from .machine import peak_rss_mib, reset_peak_rss
 

@@ -57,7 +57,7 @@ def demo(
     from ..interrupts import interrupt_guard
     from ..models.checkpoint_io import load_model
     from ..paths import check_results_dir, fresh_output_dir
-    from ..runtime.backends.runner import TorchRunner
+    from ..runtime.backends.torch import TorchRunner
     from ..runtime.bundle import open_bundle
     from ..runtime.live import RunOptions, run_stream
     from ..train.trainer import Trainer

@@ -45,8 +45,10 @@ from ..models.complexity import measure_complexity
 from ..models.detector import DiffusionAD
 from ..paths import OutputPathError, check_apart, check_output_dir, written_by_dae
 from ..quantize.calibration import CalibrationSet, from_manifest, from_training_images
-from ..runtime.backends.runner import OnnxRuntimeRunner, Runner, RunnerOutput, TorchRunner, describe_runtime_precision, runner_predict_fn
+from ..runtime.backends.onnxruntime import OnnxRuntimeRunner
+from ..runtime.backends.runner import Runner, RunnerOutput, describe_runtime_precision, runner_predict_fn
 from ..runtime.backends.table import Backend, get_backend, make_runner, package_versions
+from ..runtime.backends.torch import TorchRunner
 from ..runtime.bundle import FORMAT, FORMAT_VERSION, sha256, write_metadata
 from ..runtime.thresholds import DEFAULT_RULE, Thresholds, check_rule
 from .checks import CHECK_IMAGES, DEFAULT_MAX_DROP, DEFAULT_MAX_MAP_DROP, FP32_TOLERANCE, MAP_METRICS, MAP_OPTIONS, METRIC_LABELS, THRESHOLD_NORMALS

@@ -380,7 +380,7 @@ def load_bundle(folder: str | Path, backend: str | None = None, verify: bool = T
 
 def checkpoint_bundle(model: Any, payload: dict[str, Any], path: Path, runner: Runner | None = None) -> Bundle:
     """A PyTorch model wrapped as a bundle: the image threshold from its held-out validation scores."""
-    from .backends.runner import TorchRunner
+    from .backends.torch import TorchRunner
 
     val = payload.get("validation") or {}
     normal, synthetic = val.get("normal_scores") or [], val.get("synthetic_scores") or []
@@ -410,7 +410,7 @@ def open_bundle(path: str | Path, backend: str | None = None, device: str = "cpu
     if any(v is not None for v in runner_options.values()):
         raise BundleError(f"{', '.join(runner_options)} need a bundle; {path} is a checkpoint (PyTorch)")
     from ..models.checkpoint_io import load_model
-    from .backends.runner import TorchRunner
+    from .backends.torch import TorchRunner
 
     model, payload = load_model(path)
     return checkpoint_bundle(model, payload, path, TorchRunner(model, device))

@@ -12,7 +12,7 @@ import pytest
 
 from diffusionad_edge.data.preprocess import read_image
 from diffusionad_edge.export.pipeline import ExportCheckFailed, ExportOptions, export_bundle
-from diffusionad_edge.runtime.backends.runner import TorchRunner
+from diffusionad_edge.runtime.backends.torch import TorchRunner
 from diffusionad_edge.runtime.bundle import BundleError, load_bundle
 from diffusionad_edge.train.checkpoint import load_model
 

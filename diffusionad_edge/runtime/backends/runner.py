@@ -10,24 +10,21 @@ fed in chunks (the last one padded), so callers may pass any batch size. :meth:`
 runs several batches; a runner with an asynchronous queue (OpenVINO with ``requests``) keeps them in
 flight together.
 
-Every inference in the toolkit goes through a runner: the bundle backends here and in
-``tensorrt_runner.py``, and the PyTorch model itself (:class:`TorchRunner`, used by ``dae eval``,
-``dae bench``, the noise study and the export's references). Which runner a bundle gets is decided by
-the table of backends (:mod:`.backends`).
+Every inference in the toolkit goes through a runner: the bundle backends beside this module
+(``onnxruntime.py``, ``openvino.py``, ``tensorrt/``), and the PyTorch model itself
+(:class:`~.torch.TorchRunner`, used by ``dae eval``, ``dae bench``, the noise study and the export's
+references). Which runner a bundle gets is decided by the table of backends (:mod:`.table`).
 """
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from ...errors import DaeError
-from ...optional import require
 
 
 class ModelInputError(DaeError):
@@ -124,197 +121,6 @@ class Runner(ABC):
 
     def deactivate_impl(self) -> None:  # noqa: B027  (optional hook, not abstract)
         """Release backend resources; the default just drops references."""
-
-
-#: noise policies of the PyTorch runner: "fixed" is the exported graph's contract (a seeded constant,
-#: the same for every image); "fresh" draws new noise for every batch (the noise study)
-NOISE_POLICIES = ("fixed", "fresh")
-
-
-class TorchRunner(Runner):
-    """The PyTorch model itself (eager), in one of the detector's modes.
-
-    ``mode``: one-step (what bundles run), iterative (DDPM) or ddim; ``start_t``: where the iterative
-    samplers start (default t_b); ``noise``: ``"fixed"`` (:meth:`DiffusionAD.fixed_noise` of
-    ``noise_seed``, the graph's contract) or ``"fresh"`` (new noise per batch). One generator, seeded
-    with ``seed`` when the runner is activated, drives fresh noise and the DDPM sampler's steps, so a
-    run is repeatable from activation on.
-    """
-
-    backend = "pytorch"
-
-    def __init__(self, model, device: Any = "cpu", mode: str = "one-step", ddim_steps: int = 30, start_t: int | None = None,
-                 noise: str = "fixed", seed: int = 0, noise_seed: int = 0, fixed_batch: int | None = None):
-        super().__init__(fixed_batch)
-        from ...config import MODES
-
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-        if noise not in NOISE_POLICIES:
-            raise ValueError(f"unknown noise policy {noise!r}; choose one of {', '.join(NOISE_POLICIES)}")
-        self.model, self.device, self.mode, self.ddim_steps, self.start_t = model, device, mode, ddim_steps, start_t
-        self.noise, self.seed, self.noise_seed = noise, seed, noise_seed
-        self.runtime_precision = "fp32"
-        #: the image scores of every batch since activation (the noise study reads them)
-        self.scores_seen: list[np.ndarray] = []
-
-    def activate_impl(self) -> None:
-        import torch
-
-        self.model = self.model.to(self.device).eval()
-        self.generator = torch.Generator().manual_seed(self.seed)
-        self.fixed = None if self.noise == "fresh" or self.noise_seed == 0 else self.model.fixed_noise(self.noise_seed)
-        self.scores_seen = []
-
-    def infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        x = torch.from_numpy(batch).to(self.device)
-        noise = torch.randn((2, *x.shape), generator=self.generator) if self.noise == "fresh" else self.fixed
-        with torch.no_grad():
-            det = self.model.detect(x, mode=self.mode, noise=noise, generator=self.generator, ddim_steps=self.ddim_steps,
-                                    start_t=self.start_t)
-        scores = det.score.float().cpu().numpy()
-        self.scores_seen.append(scores)
-        return det.anomaly_map.float().cpu().numpy(), scores
-
-
-class OnnxRuntimeRunner(Runner):
-    """An ONNX file (FP32 or Q/DQ INT8) in ONNX Runtime."""
-
-    backend = "onnxruntime"
-
-    def __init__(self, onnx_path: str | Path, providers: list[str] | None = None, options: dict[str, Any] | None = None,
-                 fixed_batch: int | None = 1):
-        super().__init__(fixed_batch)
-        self.path = Path(onnx_path)
-        self.providers = providers or ["CPUExecutionProvider"]
-        self.options = options or {}
-        self.session: Any = None
-
-    @classmethod
-    def from_bundle(cls, folder: Path, meta: dict[str, Any]) -> "OnnxRuntimeRunner":
-        options = meta.get("runtime_options", {})
-        return cls(folder / meta["entry"], options.get("providers"), options, fixed_batch=int(meta["input"]["batch"]))
-
-    def activate_impl(self) -> None:
-        ort = require("onnxruntime")
-        so = ort.SessionOptions()
-        level = self.options.get("graph_optimization_level", "ORT_ENABLE_ALL")
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-        if "intra_op_num_threads" in self.options:
-            so.intra_op_num_threads = int(self.options["intra_op_num_threads"])
-        self.session = ort.InferenceSession(str(self.path), so, providers=self.providers)
-        self.input_name = self.session.get_inputs()[0].name
-        self.runtime_precision = None  # fp32 or int8: told by the bundle, not by the session
-
-    def model_input_shape(self) -> tuple[Any, ...] | None:
-        return tuple(self.session.get_inputs()[0].shape) if self.session is not None else None
-
-    def infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        maps, scores = self.session.run(["anomaly_map", "score"], {self.input_name: batch})
-        return maps, scores
-
-    def deactivate_impl(self) -> None:
-        self.session = None
-
-
-class OpenVINORunner(Runner):
-    """An OpenVINO IR (.xml + .bin) compiled for a device (CPU, GPU, NPU).
-
-    ``requests``: how many asynchronous inference requests :meth:`infer_many` keeps in flight
-    (0 = the number OpenVINO finds optimal for the device). With 1 (the default)
-    every inference is synchronous: the right mode for a camera loop's latency. Several requests raise
-    throughput on many-core CPUs at the cost of latency; pair them with ``PERFORMANCE_HINT=THROUGHPUT``.
-    """
-
-    backend = "openvino"
-
-    def __init__(self, xml_path: str | Path, device: str = "CPU", config: dict[str, Any] | None = None,
-                 fixed_batch: int | None = 1, requests: int = 1):
-        super().__init__(fixed_batch)
-        self.path = Path(xml_path)
-        self.device = device
-        self.config = {k: str(v) for k, v in (config or {}).items()}
-        self.requests = requests
-        self.compiled: Any = None
-        self.queue: Any = None
-        #: latency (ms) of every request of the last :meth:`infer_many`, from submission to completion
-        self.request_latencies_ms: list[float] = []
-
-    @classmethod
-    def from_bundle(cls, folder: Path, meta: dict[str, Any], requests: int = 1, performance_hint: str | None = None) -> "OpenVINORunner":
-        config = dict(meta.get("runtime_options", {}).get("config", {}))
-        if performance_hint:
-            config["PERFORMANCE_HINT"] = performance_hint
-        return cls(folder / meta["entry"], meta["target"]["device"], config, fixed_batch=int(meta["input"]["batch"]), requests=requests)
-
-    def activate_impl(self) -> None:
-        ov = require("openvino")
-        core = ov.Core()
-        self.compiled = core.compile_model(str(self.path), self.device, self.config)
-        self.request = self.compiled.create_infer_request()
-        try:
-            self.runtime_precision = openvino_precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
-        except RuntimeError:  # not every device reports it
-            self.runtime_precision = None
-        if self.requests != 1:
-            n = self.requests or int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-            self.requests = n
-            # Our own ring of requests rather than ov.AsyncInferQueue: its Python callbacks run on
-            # OpenVINO's threads and can deadlock (GIL) when the compiled model is released.
-            self.queue = [self.compiled.create_infer_request() for _ in range(n)]
-
-    def model_input_shape(self) -> tuple[Any, ...] | None:
-        if self.compiled is None:
-            return None
-        shape = self.compiled.input(0).get_partial_shape()
-        return tuple(d.get_length() for d in shape) if shape.is_static else None
-
-    def infer_impl(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = self.request.infer({0: batch})
-        return np.asarray(out["anomaly_map"]), np.asarray(out["score"])
-
-    def infer_many(self, batches: list[np.ndarray]) -> list[RunnerOutput]:
-        if not self.is_active:
-            self.activate()
-        n = self.fixed_batch
-        if self.queue is None or any(b.ndim != 4 or (n is not None and b.shape[0] != n) for b in batches):
-            return super().infer_many(batches)
-        results: list[Any] = [None] * len(batches)
-        latencies: list[float] = [0.0] * len(batches)
-        pending: list[tuple[int, float] | None] = [None] * len(self.queue)
-
-        def collect(k: int) -> None:
-            request, (index, started) = self.queue[k], pending[k]
-            request.wait()  # releases the GIL while the request runs
-            latencies[index] = (time.perf_counter() - started) * 1000
-            maps = np.array(request.get_tensor("anomaly_map").data)
-            results[index] = RunnerOutput(maps[:, 0] if maps.ndim == 4 else maps, np.array(request.get_tensor("score").data))
-            pending[k] = None
-
-        for i, b in enumerate(batches):  # round robin: wait for a request's previous job before reusing it
-            k = i % len(self.queue)
-            if pending[k] is not None:
-                collect(k)
-            self.queue[k].start_async({0: np.ascontiguousarray(b, dtype=np.float32)})
-            pending[k] = (i, time.perf_counter())
-        for k in sorted(range(len(self.queue)), key=lambda k: pending[k][0] if pending[k] else -1):
-            if pending[k] is not None:
-                collect(k)
-        self.request_latencies_ms = latencies
-        return results
-
-    def deactivate_impl(self) -> None:
-        self.queue = None
-        self.request = None
-        self.compiled = None
-
-
-def openvino_precision_name(ov_type: Any) -> str:
-    """OpenVINO element type (f32, bf16, f16) -> fp32 / bf16 / fp16."""
-    name = ov_type.get_type_name() if hasattr(ov_type, "get_type_name") else str(ov_type)
-    return {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}.get(name, name)
 
 
 def runner_predict_fn(runner: Runner) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
