@@ -26,7 +26,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -366,6 +366,19 @@ def verify_files(folder: Path, meta: dict[str, Any]) -> None:
         actual = sha256(f)
         if actual != digest:
             raise BundleError(f"checksum mismatch for {f}: expected {digest[:12]}..., found {actual[:12]}... (file changed or corrupt; re-export)")
+
+
+def build_tensorrt_engine(folder: str | Path, log: Callable[[str], None] = print) -> Path:
+    """``dae export BUNDLE --build-engine``: on the device, build the TensorRT engine of a TensorRT
+    bundle whose files check out (``backends/tensorrt/engine.py``); returns the engine file."""
+    from .backends.tensorrt.engine import build_engine
+
+    folder = Path(folder)
+    meta = read_metadata(folder)
+    if meta["backend"] != "tensorrt":
+        raise ConfigError(f"{folder} is a {meta['backend']} bundle; --build-engine is for TensorRT (jetson-*) bundles")
+    verify_files(folder, meta)
+    return build_engine(folder, meta["tensorrt"], log=log)
 
 
 def load_bundle(folder: str | Path, backend: str | None = None, verify: bool = True, **runner_options: Any) -> Bundle:
