@@ -308,7 +308,7 @@ def test_bad_threshold_options_are_one_line_and_exit_2(tiny_checkpoint, tiny_dat
 def test_export_gate_covers_the_map(ort_int8):
     """A reduced precision fails when any of pixel AUROC, pixel AP, AUPRO drops more than its limit
     against FP32, naming the metric and the drop; the pure gate first, then a real INT8 bundle."""
-    from diffusionad_edge.export.pipeline import accuracy_gate
+    from diffusionad_edge.export.acceptance import accuracy_gate
 
     limits = {"pixel_auroc": 0.01, "pixel_ap": 0.01, "aupro": 0.01}
     deltas = {"image_auroc": 0.0, "pixel_auroc": -0.005, "pixel_ap": -0.038, "aupro": 0.002}
