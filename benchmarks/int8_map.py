@@ -6,10 +6,12 @@ ONNX, and timed in the same run (batch 1, model only, rows interleaved round by 
 change hits every row alike; p50 of the rounds):
 
 * ``ov-fp32``        OpenVINO IR, f32 pinned
-* ``ov-int8``        NNCF INT8 as `dae export` built it before this study (MIXED preset, every op NNCF
-                     quantizes by default)
-* ``ov-int8-<name>`` NNCF INT8 with the ignored scopes / options of a variant (see VARIANTS)
-* ``ort-qdq``        the Q/DQ INT8 graph (Conv/MatMul/Gemm inputs only) in ONNX Runtime
+* ``ov-int8``        NNCF INT8 as `dae export` builds it (MIXED preset; the scopes of FLOAT_SCOPES in
+                     float: the map smoothing, the segmentation decoder and head)
+* ``ov-int8-<name>`` NNCF INT8 with the float scopes / options of a variant (see VARIANTS);
+                     ``seg-int8`` is the INT8 `dae export` built before the decoder was kept in float
+* ``ort-qdq``        the Q/DQ INT8 graph (Conv/MatMul/Gemm inputs only, FLOAT_SCOPES in float) in ONNX Runtime
+* ``ort-qdq-seg-int8`` the Q/DQ graph with only the map smoothing in float (before)
 
 It also lists which operation types take quantized inputs in the default NNCF model (the ops
 whose inputs pass through a FakeQuantize), the first thing that differs from the Q/DQ graph.
@@ -45,20 +47,31 @@ from diffusionad_edge.runtime.backends.runner import Runner
 #: the guidance blend, the clamp, the concat into the segmentation net.
 ELEMENTWISE = ["Add", "Subtract", "Multiply", "Divide", "Clamp", "Concat", "Maximum", "Minimum"]
 
+#: What stayed float before the segmentation decoder did: the map smoothing only.
+BEFORE = ("map_smoothing",)
+
 VARIANTS = {
+    # the INT8 of `dae export` before this study's fix (only the map smoothing in float)
+    "seg-int8": dict(scopes=BEFORE),
     # no elementwise arithmetic takes INT8 inputs (closer to what the Q/DQ graph does)
-    "convonly": dict(ignored_types=ELEMENTWISE),
+    "convonly": dict(scopes=BEFORE, ignored_types=ELEMENTWISE),
     # everything after the segmentation head's last convolution stays float: the pixel shuffle,
     # the sigmoid and the top-k (an 8-bit logit map ties most normal pixels)
-    "tailfloat": dict(tail_float=True),
-    "convonly+tailfloat": dict(ignored_types=ELEMENTWISE, tail_float=True),
+    "tailfloat": dict(scopes=BEFORE, tail_float=True),
+    "convonly+tailfloat": dict(scopes=BEFORE, ignored_types=ELEMENTWISE, tail_float=True),
     # the default, but with NNCF's fast bias correction off
-    "nobiascorr": dict(fast_bias_correction=None),
+    "nobiascorr": dict(scopes=BEFORE, fast_bias_correction=None),
     # the segmentation head's convolution in float too (its output, the logits, is otherwise quantized
     # on its way into the pixel shuffle)
-    "headfloat": dict(tail_float=True, patterns=[".*segmenter/head.*"]),
+    "headfloat": dict(scopes=BEFORE, tail_float=True, patterns=[".*segmenter/head.*"]),
+    # the segmentation net's first convolution in float: its input is the concat of x0 and x0_g,
+    # whose small differences are the signal (8 bits over [0, 1] are steps of about 1/128)
+    "segstem": dict(scopes=BEFORE, patterns=[".*segmenter/encoders.0/encoders.0.0/.*"]),
+    # its whole first encoder level (64x64, the finest features the skip connection carries to the head)
+    "segenc0": dict(scopes=BEFORE, patterns=[".*segmenter/encoders.0/.*"]),
+    # (the decoder and the head in float, the encoder in INT8, is now the default: the ov-int8 row)
     # the whole segmentation net in float: the upper bound of what its quantization costs
-    "segfloat": dict(tail_float=True, patterns=[".*segmenter.*"]),
+    "segfloat": dict(scopes=BEFORE, tail_float=True, patterns=[".*segmenter.*"]),
 }
 
 
@@ -81,14 +94,14 @@ def ops_after_last_conv(model) -> list[str]:
 
 
 def nncf_int8(onnx_path: Path, xml: Path, calib: np.ndarray, ignored_types=None, fast_bias_correction=True,
-              preset="mixed", tail_float=False, patterns=None) -> Path:
+              preset="mixed", tail_float=False, patterns=None, scopes=None) -> Path:
     import nncf
     import openvino as ov
 
     model = ov.convert_model(str(onnx_path))
     present = {op.get_type_name() for op in model.get_ops()}
-    # What `dae export` keeps in float (the map smoothing) stays float in every variant.
-    base = float_scope(patterns)
+    # What `dae export` keeps in float (FLOAT_SCOPES), or the variant's own scopes, plus its patterns.
+    base = float_scope(patterns, scopes)
     kwargs = {"ignored_scope": nncf.IgnoredScope(
         types=[t for t in (ignored_types or []) if t in present],
         names=ops_after_last_conv(model) if tail_float else [], patterns=base.patterns, validate=False)}
@@ -123,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--rounds", type=int, default=20, help="timed rounds (each row once per round)")
     ap.add_argument("--calibration", type=int, default=64, help="calibration images (training normals)")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="NNCF variants to add, comma-separated")
+    ap.add_argument("--variants", default="seg-int8", help=f"NNCF variants to add, comma-separated, of: {', '.join(VARIANTS)}")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     model, payload = load_model(args.checkpoint)
@@ -150,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: ops taking quantized inputs: {dict(quantized_consumers(xml))}", file=sys.stderr)
             built[f"ov-int8-{name}"] = (OpenVINORunner(xml), "int8")
         built["ort-qdq"] = (OnnxRuntimeRunner(quantize_onnx_qdq(fp32, work / "qdq.onnx", calib)), "int8 (Q/DQ)")
+        built["ort-qdq-seg-int8"] = (OnnxRuntimeRunner(quantize_onnx_qdq(fp32, work / "qdq-before.onnx", calib, float_scopes=BEFORE)),
+                                     "int8 (Q/DQ)")
         print(f"built {len(built)} models in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
         for name, (runner, precision) in built.items():

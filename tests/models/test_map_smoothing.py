@@ -64,7 +64,8 @@ def s2d_checkpoint(tiny_dataset, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("target,precision", [("onnxruntime-cpu", "fp32"), ("openvino-cpu", "fp32"), ("onnxruntime-cpu", "int8")])
+@pytest.mark.parametrize("target,precision", [("onnxruntime-cpu", "fp32"), ("openvino-cpu", "fp32"), ("onnxruntime-cpu", "int8"),
+                                              ("openvino-cpu", "int8")])
 def test_exported_graph_carries_the_blur(s2d_checkpoint, tiny_dataset, tmp_path, target, precision):
     from diffusionad_edge.data.preprocess import preprocess, read_image
     from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
@@ -84,12 +85,45 @@ def test_exported_graph_carries_the_blur(s2d_checkpoint, tiny_dataset, tmp_path,
     tol = 1e-3 if precision == "fp32" else 0.1
     assert np.abs(got.anomaly_map - reference.anomaly_map).max() < tol
     if precision == "int8":
+        quantized = _convs_with_quantized_input(res.bundle, target)
+        names = list(quantized)
+        blur = [n for n in names if "map_smoothing" in n]
+        decoder = [n for n in names if "/segmenter/decoders" in n or "/segmenter/head" in n]
+        encoder = [n for n in names if "/segmenter/encoders" in n]
+        denoiser = [n for n in names if not n.startswith(("/segmenter", "/map_smoothing"))]
+        assert blur and decoder and encoder and denoiser, names
+        # the probabilities reach the blur unquantized; the map's decoder and head run in float
+        # (quantized, they blur the map: README "INT8 and the map") ...
+        assert not any(quantized[n] for n in blur + decoder), {n: quantized[n] for n in blur + decoder}
+        # ... while the rest of the graph is INT8 (else the check above could not fail)
+        assert all(quantized[n] for n in encoder + denoiser), [n for n in encoder + denoiser if not quantized[n]]
+
+
+def _convs_with_quantized_input(bundle, target) -> dict[str, bool]:
+    """Every convolution of an INT8 bundle's graph -> whether its data input is quantized (a
+    DequantizeLinear in the Q/DQ ONNX graph, a FakeQuantize in the OpenVINO IR)."""
+    if target.startswith("onnxruntime"):
         import onnx
 
-        graph = onnx.load(str(res.bundle / "model.onnx")).graph
+        graph = onnx.load(str(bundle / "model.onnx")).graph
         producers = {o: n for n in graph.node for o in n.output}
-        blur_convs = [n for n in graph.node if n.op_type == "Conv" and "map_smoothing" in n.name]
-        assert blur_convs, [n.name for n in graph.node if n.op_type == "Conv"][-4:]
-        for conv in blur_convs:  # the probabilities reach the blur unquantized
-            src = producers.get(conv.input[0])
-            assert src is None or src.op_type != "DequantizeLinear", conv.name
+        return {n.name: getattr(producers.get(n.input[0]), "op_type", None) == "DequantizeLinear"
+                for n in graph.node if n.op_type == "Conv"}
+    import openvino as ov
+
+    model = ov.Core().read_model(str(next(bundle.glob("*.xml"))))
+
+    def quantized(node) -> bool:
+        # NNCF puts the quantizer before ops that commute with it (a max-pool, a reshape) and on
+        # each input of a concatenation
+        kind = node.get_type_name()
+        if kind == "FakeQuantize":
+            return True
+        if kind in ("Convert", "MaxPool", "Reshape", "Transpose"):
+            return quantized(node.input_value(0).get_node())
+        if kind == "Concat":
+            return all(quantized(v.get_node()) for v in node.input_values())
+        return False
+
+    return {op.get_friendly_name(): quantized(op.input_value(0).get_node())
+            for op in model.get_ops() if op.get_type_name() == "Convolution"}

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from ...optional import require
-from .onnxruntime_int8 import FLOAT_SCOPES
+from . import onnxruntime_int8
 
 
 def convert_to_ir(onnx_path: str | Path, xml_path: str | Path, fp16: bool = False) -> Path:
@@ -19,12 +19,14 @@ def convert_to_ir(onnx_path: str | Path, xml_path: str | Path, fp16: bool = Fals
     return Path(xml_path)
 
 
-def float_scope(extra_patterns: list[str] | None = None):
+def float_scope(extra_patterns: list[str] | None = None, scopes: tuple[str, ...] | None = None):
     """NNCF's ignored scope: the graph nodes that stay in float in every INT8 model
-    (:data:`~.onnxruntime_int8.FLOAT_SCOPES`, e.g. the map smoothing: probabilities in 8 bits tie
-    most normal pixels), plus ``extra_patterns`` (regular expressions over node names)."""
+    (:data:`~.onnxruntime_int8.FLOAT_SCOPES`: the map smoothing and the segmentation net's decoder
+    and head, which quantized cost the map its edges), plus ``extra_patterns`` (regular expressions
+    over node names)."""
     nncf = require("nncf")
-    patterns = [f".*{scope}.*" for scope in FLOAT_SCOPES] + list(extra_patterns or [])
+    scopes = onnxruntime_int8.FLOAT_SCOPES if scopes is None else scopes
+    patterns = [f".*/{scope}.*" for scope in scopes] + list(extra_patterns or [])
     return nncf.IgnoredScope(patterns=patterns, validate=False)
 
 
