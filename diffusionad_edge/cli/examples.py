@@ -20,7 +20,7 @@ _EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("dae export runs/bottle.pt --target openvino-cpu --precision int8", "OpenVINO INT8 bundle"),
         ("dae export runs/bottle.pt --target onnxruntime-cpu --threshold-data /data/line --false-alarm-rate 0.01",
          "threshold from your own labelled images"),
-        ("dae export exports/bottle-openvino-cpu-int8 --set-threshold 0.42", "change a bundle's OK/NG threshold"),
+        ("dae export exports/bottle-openvino-cpu-int8 --refit-threshold review/", "thresholds placed again with the reviewed good frames"),
     ],
     "targets": [
         ("dae targets", "table of target profiles"),

@@ -71,10 +71,21 @@ def export(
                                                   help="Change the image (OK/NG) threshold of the bundle given as the first argument."),
     set_pixel_threshold: Optional[float] = typer.Option(None, "--set-pixel-threshold",
                                                         help="Change the pixel (defect outline) threshold of the bundle given as the first argument."),
+    refit_threshold: Optional[Path] = typer.Option(None, "--refit-threshold", metavar="REVIEW_DIR",
+                                                   help="Place the image and pixel thresholds of the bundle given as the first argument "
+                                                   "again, by the rule that placed them at export, with the reviewed good frames of "
+                                                   "REVIEW_DIR/good (scored by the bundle's own runner) beside the normals it recorded; "
+                                                   "REVIEW_DIR/defect gives the recall on confirmed defects. Model files untouched; the "
+                                                   "previous metadata.json kept as metadata.json.<time>.bak."),
 ) -> None:
     """Export a checkpoint to a checked bundle for a target (ONNX Runtime, OpenVINO, TensorRT)."""
     if build_engine:
         _build_engine(checkpoint)
+        return
+    if refit_threshold is not None:
+        if set_threshold is not None or set_pixel_threshold is not None:
+            raise ConfigError("give --refit-threshold or --set-threshold/--set-pixel-threshold, not both")
+        _refit(checkpoint, refit_threshold)
         return
     if set_threshold is not None or set_pixel_threshold is not None:
         from ..runtime.bundle import set_thresholds
@@ -114,6 +125,64 @@ def _export(checkpoint, target, precision, out_dir, input_size, calibration, cal
         max_pixel_ap_drop=map_drops[1], max_aupro_drop=map_drops[2],
     )
     return export_bundle(opts, log=lambda msg: console.print(msg))
+
+
+def _refit(bundle: Path, review_dir: Path) -> None:
+    from ..runtime.refit import refit_thresholds
+
+    # Ctrl-C while the frames are scored: one line, exit code 130, the bundle as it was
+    with interrupt_guard(f"interrupted; bundle unchanged: {bundle}"):
+        result = refit_thresholds(bundle, review_dir, log=lambda msg: console.print(msg))
+    print_refit(result)
+
+
+def _change(old: float | None, new: float | None) -> str:
+    """``0.754 -> 0.761``, with as many digits as it takes to see a change (up to 6), or ``0.754 (unchanged)``."""
+    if old == new or old is None or new is None:
+        return f"{score_text(new)} (unchanged)" if old == new else f"{score_text(old)} -> {score_text(new)}"
+    digits = next((d for d in range(3, 7) if f"{old:#.{d}g}" != f"{new:#.{d}g}"), 6)
+    return f"{old:#.{digits}g} -> {new:#.{digits}g}"
+
+
+def print_refit(result) -> None:
+    """What a refit did: the old and new thresholds, the reviewed frames whose decision changed, the
+    recall on the confirmed defects, the notes, and where the previous metadata went."""
+    old, new = result.old, result.new
+    out.print(f"refit {result.bundle} from {len(result.good)} good + {len(result.defects)} defect reviewed frames "
+              f"(beside {result.recorded_normals} normals recorded at export)")
+    out.print(f"image threshold {_change(old.get('image'), new.get('image'))}, pixel threshold {_change(old.get('pixel'), new.get('pixel'))}")
+    for line in threshold_lines(new):
+        out.print(line)
+    changed = result.changed
+    if changed:
+        table = Table(title=f"{len(changed)} reviewed frame(s) change decision")
+        for col in ("frame", "reviewed as", "score", "before", "after"):
+            table.add_column(col)
+        for f in changed:
+            table.add_row(f.path.name, f.verdict, score_text(f.score), str(f.old), str(f.new))
+        out.print(table)
+    else:
+        out.print("no reviewed frame changes decision")
+    still = [f for f in result.good if f.new == "NG"]
+    if still:
+        out.print(f"[yellow]{len(still)} good frame(s) still NG after the refit (the bundle's target false-alarm rate allows "
+                  f"some good parts above the threshold): {', '.join(f.path.name for f in still[:5])}[/]")
+    recall_old, recall_new = result.recall("old"), result.recall("new")
+    if recall_new is None:
+        out.print("recall on confirmed defects: - (no frames in defect/)")
+    else:
+        n = len(result.defects)
+        out.print(f"recall on the {n} confirmed defects: {100 * recall_old:.1f} % -> {100 * recall_new:.1f} % "
+                  f"({round(recall_new * n)}/{n} NG after the refit)")
+        if recall_new < recall_old:
+            lost = round((recall_old - recall_new) * n)
+            out.print(f"[yellow]warning: the refit lets {lost} confirmed defect(s) through that were NG before: the reviewed good "
+                      f"frames score as high as defects; fine-tuning (dae train --init ... --add-normals REVIEW_DIR/good) teaches "
+                      f"the model the new normals instead; to undo, put {result.backup.name} back as metadata.json[/]")
+    for note in result.notes:
+        out.print(f"note: {note}")
+    console.print(f"bundle: {result.bundle} (metadata.json rewritten with a new integrity record; model files unchanged; "
+                  f"previous metadata: {result.backup.name})")
 
 
 def _build_engine(bundle: Path) -> None:

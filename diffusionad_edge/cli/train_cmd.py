@@ -49,6 +49,12 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint at --out (otherwise refused, unless --resume continues it)."),
     snapshot_minutes: str = typer.Option("", help="Comma-separated training minutes at which a copy <out>-<m>min.pt is also written (learning curves)."),
     resume: Optional[Path] = typer.Option(None, help="Continue from this checkpoint (its preset, recipe, optimiser state and weight average)."),
+    init: Optional[Path] = typer.Option(None, "--init", metavar="CHECKPOINT", help="Start a new run from this trained checkpoint's weights "
+                                        "(its averaged weights only: step 0, fresh optimisers, a new learning-rate schedule). Same preset "
+                                        "and input size as this run; another category's checkpoint is fine."),
+    add_normals: Optional[Path] = typer.Option(None, "--add-normals", metavar="DIR", help="Also train on the images directly in DIR "
+                                               "(e.g. a review folder's good/), beside the dataset's normals; the held-out split "
+                                               "stays the dataset's."),
     textures: Optional[Path] = typer.Option(None, help="DTD-style texture folder for anomaly synthesis (default: self-augmentation + procedural textures)."),
     foreground: str = typer.Option(_DEFAULTS.foreground, help="Where anomalies may appear: auto (estimated object), object, texture (whole image)."),
     foreground_masks: Optional[Path] = typer.Option(None, help="Folder of your own foreground masks, <image stem>.png per training image (white = object)."),
@@ -112,6 +118,9 @@ def train(
             raise typer.BadParameter("a queue of categories needs --data ROOT (an MVTec-layout folder)", param_hint="--category")
         if resume is not None:
             raise typer.BadParameter("a queue resumes each interrupted category by itself; leave --resume out", param_hint="--resume")
+        if init is not None or add_normals is not None:
+            raise typer.BadParameter("--init and --add-normals train one category at a time; give --category NAME",
+                                     param_hint="--init/--add-normals")
         out_dir = out if out is not None else Path("runs")
         if out_dir.suffix == ".pt":
             raise typer.BadParameter(f"with several categories --out is a folder (each goes to <folder>/<category>.pt), not {out_dir}", param_hint="--out")
@@ -135,7 +144,7 @@ def train(
         def train_one(name: str | None, path: Path, resume_from: Path | None, replace: bool):
             dataset = open_dataset(data, name)
             trainer = Trainer(model_config, cfg, dataset, path, device=str(dev), resume=resume_from, overwrite=replace, dist=job,
-                              preprocessing=prep)
+                              preprocessing=prep, init=init, add_normals=add_normals)
             _announce(trainer, dataset, cfg.steps, minutes)
             return _fit(trainer, cfg.batch_size, budget, snapshots)
 
@@ -234,11 +243,16 @@ def _forwarded_args(ctx: typer.Context, skip: set[str]) -> list[str]:
 
 def _announce(trainer, dataset, steps: int, minutes: float | None) -> None:
     mc, tc = trainer.model.config, trainer.cfg
+    added = f" + {len(trainer.added_paths)} added normals" if trainer.added_paths else ""
     console.print(
         f"training preset [bold]{mc.preset}[/] ({trainer.preprocessing.describe()}) on {dataset.path} "
-        f"({len(trainer.train_paths)} train / {len(trainer.val_paths)} held-out images) "
+        f"({len(trainer.train_paths)} train{added} / {len(trainer.val_paths)} held-out images) "
         f"on {trainer.device} in {trainer.precision}, {describe_limits(trainer.step, steps, minutes)}"
     )
+    if trainer.init is not None and trainer.resumed_world_size is None:
+        init = trainer.init
+        console.print(f"starting from the weights of {init['path']} ({init.get('category') or 'its data'}, step {init.get('step')}): "
+                      "a new run, its own schedule and optimiser state")
     console.print(
         f"recipe: batch {tc.batch_size}, crop {tc.crop_size or 'whole image'}, lr {tc.lr_denoiser:g}/{tc.lr_segmenter:g} "
         f"({tc.lr_schedule}), timesteps {tc.timesteps}, synthesis {tc.synthesis}, EMA {tc.ema_decay:g}, "

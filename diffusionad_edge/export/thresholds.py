@@ -37,7 +37,8 @@ def pixel_threshold(normal_maps: np.ndarray, anomalous_maps: np.ndarray, anomalo
 
     ``normals`` (also with a target false-alarm rate): the ``normals`` rule over each normal map's
     highest pixel, so no pixel of those maps is outlined. ``best-f1``: best F1 over all pixels. The
-    record holds the rule's numbers and, as a sanity check, the share of anomalous-mask pixels at or
+    record holds the rule's numbers (``normals``: also each normal map's highest pixel, which a refit
+    places the threshold again with) and, as a sanity check, the share of anomalous-mask pixels at or
     above the threshold (``defect_pixel_recall``) and of normal-map pixels (``normal_pixel_rate``)."""
     normal_maps = np.asarray(normal_maps, dtype=np.float32)
     n = len(normal_maps)
@@ -50,8 +51,11 @@ def pixel_threshold(normal_maps: np.ndarray, anomalous_maps: np.ndarray, anomalo
             pix_labels, pix_scores = pix_labels[idx], pix_scores[idx]
         thr, record = f1_optimal_threshold(pix_labels, pix_scores), {"name": "best-f1"}
     else:
-        thr, record = normals_threshold(normal_maps.reshape(n, -1).max(axis=1), margin_sd)
+        maxima = normal_maps.reshape(n, -1).max(axis=1)
+        thr, record = normals_threshold(maxima, margin_sd)
         record["of"] = "each normal map's highest pixel"
+        # kept so that a refit (`dae export BUNDLE --refit-threshold`) places the pixel threshold again with more normals
+        record["normal_map_max"] = [float(f"{v:.6g}") for v in maxima]
     masks = np.asarray(anomalous_masks) > 0.5
     anomalous_maps = np.asarray(anomalous_maps)
     record["defect_pixel_recall"] = float(np.mean(anomalous_maps[masks] >= thr)) if masks.any() else None

@@ -90,9 +90,13 @@ class SyntheticAnomalySamples(Dataset):
     def __len__(self) -> int:  # effectively unbounded: indices come from StepSampler
         return 2**62
 
+    def image_index(self, index: int) -> int:
+        """Which of ``images`` sample ``index`` is made from (the first draw of its generator)."""
+        return int(np.random.default_rng([self.seed, index]).integers(len(self.images)))
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index])
-        k = int(rng.integers(len(self.images)))
+        k = int(rng.integers(len(self.images)))  # = image_index(index); the same generator then crops and synthesises
         img, fg = self.images[k], self.foregrounds[k]
         if self.crop_size is not None:
             img, fg = self._crop(img, fg, rng)

@@ -7,9 +7,10 @@ x0_g; segmentation of concat(x0, x0_g); the loss of :mod:`.losses`; one Adam ste
 sub-network with its own learning rate (optionally warmed up and cosine-decayed); then an update
 of the weight average (EMA) that the checkpoint's ``model`` holds.
 
-Ctrl-C is taken at a step boundary: the step in flight finishes, the checkpoint is written and the
-run stops, so ``--resume`` continues exactly as if it had never stopped (a step cut in half would
-already have moved the BatchNorm statistics).
+Ctrl-C is taken at a step boundary (:mod:`.stopping`): the step in flight finishes, the checkpoint is
+written and the run stops, so ``--resume`` continues exactly as if it had never stopped. What each step
+draws and its learning rate are pure functions of seed and step (:mod:`.schedule`); the weight average
+lives in :mod:`.averaging`, the choice of device in :mod:`.device`.
 
 With several processes (torchrun, see :mod:`.distributed`) each rank trains on its share of the
 same global batch; gradients are averaged, BatchNorm sees the whole global batch, and only rank 0
@@ -22,10 +23,7 @@ of ``train/good`` (``val_fraction``) is scored at the end, for thresholds and a 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,95 +33,28 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .. import interrupts
 from ..config import ModelConfig, TrainConfig
 from ..data.framing import Preprocessing, preprocessing_of
 from ..data.mvtec import MVTecCategory, split_train_val
 from ..data.preprocess import to_chw_float
 from ..data.synthesis import AnomalySynthesizer
-from ..errors import CheckpointError, ConfigError, DaeError
+from ..errors import ConfigError, DaeError
 from ..evaluate.metrics import image_auroc
 from ..hardware import resolve_train_precision
 from ..models.detector import DiffusionAD
 from ..paths import check_apart, check_output_file
-from .checkpoint import load_model, read_checkpoint, save_checkpoint
+from .averaging import WeightAverage
+from .checkpoint import load_model, save_checkpoint
+from .device import resolve_device
 from .distributed import SINGLE, DistContext, check_batch, share_rows, sync_batchnorm
 from .losses import diffusionad_loss
 from .samples import StepSampler, SyntheticAnomalySamples, load_foreground_masks, load_images
+from .schedule import lr_factor, step_noise
+from .start import Resume, added_normals, init_weights, load_init, read_resume
+from .stopping import StopOnSigint, TrainingInterrupted
 
-
-class TrainingInterrupted(DaeError):
-    """Ctrl-C during training; the checkpoint has been saved."""
-
-    exit_code = 130
-
-
-class _StopOnSigint:
-    """While active (main thread only), the first Ctrl-C only sets ``requested``: the training
-    loop stops at the next step boundary and saves. A second Ctrl-C stops at once (the last
-    written checkpoint is kept). The CLI forwards SIGTERM here too (:func:`..interrupts.forward_sigterm`)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        interrupts.note_stop(signum)
-        label = interrupts.signal_label(signum)
-        print(f"\n{label}: finishing the current step and saving the checkpoint ({label} again to stop now)", flush=True)
-
-    def __enter__(self) -> "_StopOnSigint":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but this PyTorch build sees no CUDA GPU")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("--device mps asked for, but MPS is not available here")
-    return device
-
-
-def step_noise(
-    seed: int, step: int, shape: tuple[int, ...], t_split: int, T: int,
-    deployed: tuple[int, int] | None = None, jitter: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Timesteps and noises of one training step, a pure function of (seed, step), drawn on CPU.
-
-    ``deployed=(t_s, t_b)`` draws only those timesteps, each +- ``jitter`` (clipped to [0, T-1]);
-    otherwise the paper's ranges U{0..t_split-1} and U{t_split..T-1}.
-    """
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    b = shape[0]
-    if deployed is None:
-        t_s = torch.randint(0, t_split, (b,), generator=g)
-        t_b = torch.randint(t_split, T, (b,), generator=g)
-    else:
-        t_s = (deployed[0] + torch.randint(-jitter, jitter + 1, (b,), generator=g)).clamp(0, T - 1)
-        t_b = (deployed[1] + torch.randint(-jitter, jitter + 1, (b,), generator=g)).clamp(0, T - 1)
-    eps_s = torch.randn(shape, generator=g)
-    eps_b = torch.randn(shape, generator=g)
-    return t_s, t_b, eps_s, eps_b
+# the names this module has always offered (CLI, benchmarks and tests import them from here)
+__all__ = ["Trainer", "TrainResult", "TrainingInterrupted", "WeightAverage", "lr_factor", "resolve_device", "step_noise"]
 
 
 @dataclass
@@ -137,43 +68,6 @@ class TrainResult:
 
 
 ProgressFn = Callable[[int, int, dict[str, float], float], None]
-
-
-def lr_factor(schedule: str, step: int, total: int, warmup: int, progress: float | None = None) -> float:
-    """Learning-rate multiplier at ``step``: 1 for "constant"; for "cosine" a linear warm-up over
-    ``warmup`` steps, then a cosine from 1 down to 0.05 as ``progress`` (default step / total)
-    goes from 0 to 1."""
-    if schedule == "constant":
-        return 1.0
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    frac = (step - warmup) / max(total - warmup, 1) if progress is None else progress
-    frac = min(max(frac, 0.0), 1.0)
-    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac))
-
-
-class WeightAverage:
-    """Exponential moving average of a model's parameters and floating-point buffers (BatchNorm
-    statistics included); integer buffers are copied. ``model`` holds the averaged network."""
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.updates = 0
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        avg = self.model.state_dict()
-        for name, value in model.state_dict().items():
-            target = avg[name]
-            if value.dtype.is_floating_point:
-                target.lerp_(value.detach(), 1.0 - d)
-            else:
-                target.copy_(value)
 
 
 class _StepForward(torch.nn.Module):
@@ -204,7 +98,11 @@ class Trainer:
         overwrite: bool = False,
         preprocessing: Preprocessing | None = None,
         dist: DistContext = SINGLE,
+        init: str | Path | None = None,
+        add_normals: str | Path | None = None,
     ):
+        """``resume``: continue that checkpoint's run; ``init``: a new run from that checkpoint's
+        weights; ``add_normals``: a folder of more normal images to train on (:mod:`.start`)."""
         self.cfg = train_config.validate()
         self.dist = dist
         #: checkpoint files this process wrote (rank 0 only ever writes)
@@ -214,10 +112,13 @@ class Trainer:
         self.resumed_world_size: int | None = None
         self.dataset = dataset
         self.out_path = Path(out_path)
+        if resume is not None and (init is not None or add_normals is not None):
+            raise ConfigError("--resume continues a run as it was; --init and --add-normals start a new one: give one or the other")
         # Checked before any work: a run must not end in an unwritable path after hours of steps.
         same_file = resume is not None and Path(resume).resolve() == self.out_path.resolve()
         check_apart(self.out_path, "checkpoint", [("the training data", dataset.path), ("the texture folder", self.cfg.textures),
-                                                  ("the foreground masks folder", self.cfg.foreground_masks)])
+                                                  ("the foreground masks folder", self.cfg.foreground_masks),
+                                                  ("the checkpoint of --init", init), ("the folder of --add-normals", add_normals)])
         check_output_file(
             self.out_path, "checkpoint", overwrite=overwrite or same_file,
             hint="pass --resume to continue it or --overwrite to replace it",
@@ -227,22 +128,20 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, float]] = []
 
-        resume_payload = None
+        resumed = None
+        #: where the weights of a run started with --init came from (kept through resumes)
+        self.init: dict[str, Any] | None = None
+        #: the images trained on beside the dataset's (--add-normals; a resumed run's own)
+        self.added_paths: list[Path] = added_normals(add_normals) if add_normals is not None else []
         if resume is not None:
-            resume_payload = read_checkpoint(resume)
-            if "optim_denoiser" not in resume_payload:
-                raise CheckpointError(f"{resume} has no optimiser state: it cannot be resumed")
-            model_config = ModelConfig.from_json(resume_payload["model_config"])
-            preprocessing = preprocessing_of(model_config, resume_payload)  # a resumed run keeps its ROI and tiles
-            # A resumed run continues with its own recipe (else it would not equal the
-            # uninterrupted run); only the run length and the machinery may change.
-            stored = resume_payload.get("train_config")
-            if stored:
-                keep = dict(steps=self.cfg.steps, checkpoint_every=self.cfg.checkpoint_every,
-                            checkpoint_minutes=self.cfg.checkpoint_minutes,
-                            num_workers=self.cfg.num_workers, precision=self.cfg.precision, amp=self.cfg.amp)
-                self.cfg = TrainConfig.from_dict({**stored, **keep}).validate()
-            self.resumed_world_size = int(resume_payload.get("world_size", 1))
+            resumed = read_resume(resume, self.cfg)
+            model_config, preprocessing, self.cfg = resumed.model_config, resumed.preprocessing, resumed.cfg
+            self.resumed_world_size = resumed.world_size
+            self.init = resumed.payload.get("init")
+            self.added_paths = resumed.added_normals
+        init_state = None
+        if init is not None:
+            init_state, self.init = init_weights(init, model_config)
         check_batch(self.cfg.batch_size, dist.world_size)
 
         # What the networks see: the ROI, resized to the input size or cut into tiles (data/framing.py).
@@ -263,6 +162,8 @@ class Trainer:
                 )
         torch.manual_seed(self.cfg.seed)
         self.model = DiffusionAD(model_config).to(self.device)
+        if init_state is not None:  # weights only: the optimisers, the schedule and the average start afresh
+            load_init(self.model, init_state, init)
         self.opt_denoiser = torch.optim.Adam(self.model.denoiser.parameters(), lr=self.cfg.lr_denoiser)
         self.opt_segmenter = torch.optim.Adam(self.model.segmenter.parameters(), lr=self.cfg.lr_segmenter)
         # GradScaler only for fp16 (bf16 has fp32's exponent range and needs none).
@@ -277,22 +178,8 @@ class Trainer:
             self.model = sync_batchnorm(self.model, self.device)
         self.train_seconds = 0.0
         self._time_budget_s: float | None = None
-
-        if resume_payload is not None:
-            model, _ = load_model(resume)
-            # "model" holds the averaged (deployable) weights; "model_train" the raw ones.
-            if self.ema is not None:
-                self.ema.model.load_state_dict(model.state_dict())
-                self.ema.updates = int(resume_payload.get("ema_updates", 0))
-            raw = resume_payload.get("model_train")
-            self.model.load_state_dict(raw if raw is not None else model.state_dict())
-            self.train_seconds = float(resume_payload.get("train_seconds", 0.0))
-            self.opt_denoiser.load_state_dict(resume_payload["optim_denoiser"])
-            self.opt_segmenter.load_state_dict(resume_payload["optim_segmenter"])
-            if resume_payload.get("scaler"):
-                self.scaler.load_state_dict(resume_payload["scaler"])
-            self.step = int(resume_payload["step"])
-            self.history = list(resume_payload.get("history", []))
+        if resumed is not None:
+            self._restore(resumed)
 
         train_paths, self.val_paths = split_train_val(dataset.train_images, self.cfg.val_fraction, self.cfg.seed)
         self.train_paths = train_paths
@@ -300,10 +187,13 @@ class Trainer:
         self.synthesizer = AnomalySynthesizer(
             self.cfg.textures, foreground_mode=self.cfg.foreground, kinds=self.cfg.synthesis
         )
+        # The added normals come after the dataset's: sample i draws image k of this list (samples.py).
+        masks = None
+        if self.cfg.foreground_masks:  # the user's masks cover the dataset's images; the added ones are estimated
+            masks = load_foreground_masks(train_paths, self.cfg.foreground_masks, prep) + [None] * len(self.added_paths)
         self.samples = SyntheticAnomalySamples(
-            load_images(train_paths, prep), self.synthesizer, self.cfg.batch_size, self.cfg.seed, self.cfg.foreground,
-            crop_size=self.cfg.crop_size,
-            user_masks=load_foreground_masks(train_paths, self.cfg.foreground_masks, prep) if self.cfg.foreground_masks else None,
+            load_images(train_paths + self.added_paths, prep), self.synthesizer, self.cfg.batch_size, self.cfg.seed,
+            self.cfg.foreground, crop_size=self.cfg.crop_size, user_masks=masks,
         )
         # Last: wrapping the model talks to the other ranks, so everything that can fail alike on
         # every rank (the data above) has failed before.
@@ -315,6 +205,24 @@ class Trainer:
             self._forward = DistributedDataParallel(self._forward, device_ids=ids)
         # Positions of this rank's samples in the global batch (all of them in one process).
         self._rows = torch.tensor(share_rows(self.cfg.batch_size, dist.world_size, dist.rank))
+
+    def _restore(self, resumed: Resume) -> None:
+        """The state of a resumed run: weights, weight average, optimisers, step, history."""
+        payload = resumed.payload
+        model, _ = load_model(resumed.path)
+        # "model" holds the averaged (deployable) weights; "model_train" the raw ones.
+        if self.ema is not None:
+            self.ema.model.load_state_dict(model.state_dict())
+            self.ema.updates = int(payload.get("ema_updates", 0))
+        raw = payload.get("model_train")
+        self.model.load_state_dict(raw if raw is not None else model.state_dict())
+        self.train_seconds = float(payload.get("train_seconds", 0.0))
+        self.opt_denoiser.load_state_dict(payload["optim_denoiser"])
+        self.opt_segmenter.load_state_dict(payload["optim_segmenter"])
+        if payload.get("scaler"):
+            self.scaler.load_state_dict(payload["scaler"])
+        self.step = int(payload["step"])
+        self.history = list(payload.get("history", []))
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, validation: dict[str, Any] | None = None) -> None:
@@ -343,7 +251,10 @@ class Trainer:
                 "category": self.dataset.name,
                 "train_images": rel(self.train_paths),
                 "val_images": rel(self.val_paths),
+                # trained on too, beside train_images (absolute: they live outside the dataset)
+                **({"added_normals": [str(p.resolve()) for p in self.added_paths]} if self.added_paths else {}),
             },
+            **({"init": self.init} if self.init is not None else {}),
             validation=validation or {},
             world_size=self.dist.world_size,
         )
@@ -465,7 +376,7 @@ class Trainer:
         t0 = time.perf_counter()
         seconds_at_start = self.train_seconds
         self._last_write = time.monotonic()
-        with _StopOnSigint() as stop:
+        with StopOnSigint() as stop:
             try:
                 batches = iter(loader)
                 while not stop.requested:
