@@ -1,7 +1,7 @@
 """OK/NG decisions on real defects at the default thresholds (issue 24, item 1).
 
 Given a checkpoint (or a bundle) and an MVTec-layout category, this places the default thresholds
-exactly as ``dae export`` does: for a checkpoint, :func:`~diffusionad_edge.export.pipeline.held_out_thresholds`
+exactly as ``dae export`` does: for a checkpoint, :func:`~diffusionad_edge.export.thresholds.held_out_thresholds`
 on the checkpoint's held-out normals (up to 64; synthetic anomalies only as a check), with the
 checkpoint's own PyTorch model as the runner (FP32 ONNX matches it within 1e-3); for a bundle, the
 thresholds ``dae export`` wrote into it. It then scores the category's test split and reports:
@@ -153,7 +153,7 @@ def measure(model: Path, data: Path, category: str | None) -> dict:
             steps, preset = (bundle.metadata.get("checkpoint") or {}).get("step"), bundle.metadata.get("preset")
         else:  # a checkpoint: the thresholds as dae export places them, with the PyTorch model as the runner
             from diffusionad_edge.data.framing import preprocessing_of
-            from diffusionad_edge.export.pipeline import held_out_thresholds
+            from diffusionad_edge.export.thresholds import held_out_thresholds
             from diffusionad_edge.models.checkpoint_io import load_model
 
             model_, payload = load_model(model)

@@ -39,7 +39,9 @@ from diffusionad_edge.export.converters.openvino_ir import convert_to_ir, float_
 from diffusionad_edge.export.onnx_export import export_onnx
 from diffusionad_edge.models.checkpoint_io import load_model
 from diffusionad_edge.quantize.calibration import from_training_images
-from diffusionad_edge.runtime.runners import OnnxRuntimeRunner, OpenVINORunner, Runner
+from diffusionad_edge.runtime.backends.onnxruntime import OnnxRuntimeRunner
+from diffusionad_edge.runtime.backends.openvino import OpenVINORunner
+from diffusionad_edge.runtime.backends.runner import Runner
 
 #: Elementwise arithmetic of the graph's float tail: noising, the preconditioned skip, eps -> x0,
 #: the guidance blend, the clamp, the concat into the segmentation net.

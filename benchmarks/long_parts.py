@@ -83,7 +83,7 @@ def _evaluate(path: Path, dataset, limit) -> dict:
     from diffusionad_edge.data.framing import preprocessing_of
     from diffusionad_edge.evaluate.evaluator import evaluate
     from diffusionad_edge.models.checkpoint_io import load_model
-    from diffusionad_edge.runtime.runners import TorchRunner
+    from diffusionad_edge.runtime.backends.torch import TorchRunner
 
     model, payload = load_model(path)
     prep = preprocessing_of(model.config, payload)

@@ -115,7 +115,8 @@ def compile_rows(models: dict, size: int, precisions: list[str], work: Path, cal
     import openvino as ov
 
     from diffusionad_edge.export.converters.openvino_ir import quantize_ir_int8
-    from diffusionad_edge.runtime.runners import describe_runtime_precision, openvino_precision_name
+    from diffusionad_edge.runtime.backends.openvino import openvino_precision_name
+    from diffusionad_edge.runtime.backends.runner import describe_runtime_precision
 
     core = ov.Core()
     rng = np.random.default_rng(0)

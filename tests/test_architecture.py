@@ -1,9 +1,13 @@
-"""The package import graph: no cycle between packages, and deployment never leans on export or training.
+"""The package import graph: no cycle between packages, deployment never leans on export or training,
+and the device side's three rooms keep apart.
 
 Every module of ``diffusionad_edge`` is parsed with ``ast`` (imports inside functions count too:
 a lazy import is still a dependency) and each import becomes an arrow between the top-level
 sub-packages (``runtime``, ``export``, ``models``, ...; single modules such as ``config.py`` or
-``errors.py`` are leaves of their own).
+``errors.py`` are leaves of their own). Inside ``runtime`` the same walk, one level down, gives the
+arrows between its rooms: ``runtime.backends`` (the runners and the table of backends),
+``runtime.line`` (live view, MQTT, ``dae serve``, several cameras) and ``runtime`` itself (the frame
+path: bundle, thresholds, sources, run loop, overlay, predict).
 """
 
 from __future__ import annotations
@@ -15,9 +19,19 @@ import diffusionad_edge
 
 PACKAGE = "diffusionad_edge"
 ROOT = Path(diffusionad_edge.__file__).parent
-#: arrows that must never exist: deployment does not need the exporter or the trainer
+#: arrows that must never exist: deployment does not need the exporter or the trainer (``runtime`` is
+#: all of it here, its rooms included)
 FORBIDDEN = {("runtime", "export"), ("runtime", "train"), ("runtime", "quantize"), ("runtime", "bench"),
              ("runtime", "evaluate"), ("runtime", "cli"), ("models", "train"), ("models", "runtime")}
+#: runtime's sub-packages that are rooms of their own; the rest of runtime is the frame path, ``runtime``
+ROOMS = ("runtime.backends", "runtime.line")
+#: arrows between the rooms that must never exist: the backends are the bottom (they import neither the
+#: line package nor the frame path), the frame path runs them and never reaches up into the line
+#: package, and the line package runs models through the frame path's bundle, never a backend directly
+ROOM_FORBIDDEN = {("runtime.backends", "runtime.line"): "the backends never import the line package",
+                  ("runtime.backends", "runtime"): "the backends never import the frame path",
+                  ("runtime", "runtime.line"): "the frame path never imports the line package",
+                  ("runtime.line", "runtime.backends"): "the line package never imports a backend (it runs the bundle)"}
 
 
 def _unit(module: str) -> str | None:
@@ -28,8 +42,25 @@ def _unit(module: str) -> str | None:
     return parts[1]
 
 
+def _room(module: str) -> str | None:
+    """``diffusionad_edge.runtime.line.mqtt`` -> ``runtime.line``; ``diffusionad_edge.runtime.bundle`` ->
+    ``runtime`` (the frame path); outside runtime: the top-level unit, as :func:`_unit`."""
+    unit = _unit(module)
+    parts = module.split(".")
+    if unit == "runtime" and len(parts) > 2 and f"runtime.{parts[2]}" in ROOMS:
+        return f"runtime.{parts[2]}"
+    return unit
+
+
+def _is_module(name: str) -> bool:
+    """Whether ``name`` (``diffusionad_edge.runtime.line``) is a module or package of the tree under ``ROOT``."""
+    path = ROOT.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
 def _imports(path: Path) -> list[str]:
-    """Absolute names of the package modules that ``path`` imports (relative imports resolved)."""
+    """Absolute names of the package modules that ``path`` imports (relative imports resolved;
+    ``from X import y`` counts as an import of ``X.y`` when ``y`` is a module)."""
     rel = path.relative_to(ROOT.parent).with_suffix("")
     parts = list(rel.parts)
     package = parts[:-1]  # the package a relative import starts from (for __init__.py: itself)
@@ -45,20 +76,20 @@ def _imports(path: Path) -> list[str]:
                 mod = node.module or ""
             if node.module is None or mod == PACKAGE:  # from . import x / from .. import x: x may be a module
                 out += [f"{mod}.{a.name}" for a in node.names]
-            else:
-                out.append(mod)
+            else:  # from ..runtime import line: the module runtime.line; from .bundle import Bundle: bundle
+                out += [f"{mod}.{a.name}" if _is_module(f"{mod}.{a.name}") else mod for a in node.names]
     return [m for m in out if m.split(".")[0] == PACKAGE]
 
 
-def package_edges() -> dict[tuple[str, str], list[str]]:
-    """(from unit, to unit) -> the modules that make the arrow."""
+def package_edges(unit=_unit) -> dict[tuple[str, str], list[str]]:
+    """(from unit, to unit) -> the modules that make the arrow; ``unit=_room``: runtime's rooms apart."""
     edges: dict[tuple[str, str], list[str]] = {}
     for path in sorted(ROOT.rglob("*.py")):
-        src = _unit(".".join(path.relative_to(ROOT.parent).with_suffix("").parts))
+        src = unit(".".join(path.relative_to(ROOT.parent).with_suffix("").parts))
         if src is None or src == "__init__":
             continue
         for target in _imports(path):
-            dst = _unit(target)
+            dst = unit(target)
             if dst is None or dst == src:
                 continue
             edges.setdefault((src, dst), []).append(str(path.relative_to(ROOT.parent)))
@@ -100,10 +131,21 @@ def violations(edges) -> list[str]:
     return problems
 
 
+def room_violations(edges) -> list[str]:
+    """The room rules broken by ``edges`` (arrows between rooms, :func:`package_edges` with :func:`_room`)."""
+    return [f"forbidden import {a} -> {b} ({ROOM_FORBIDDEN[(a, b)]}) in {', '.join(sorted(set(edges[(a, b)])))}"
+            for (a, b) in edges if (a, b) in ROOM_FORBIDDEN]
+
+
 def test_the_walk_sees_real_imports():
     edges = package_edges()
     assert ("export", "runtime") in edges  # the exporter checks what it built with the runtime
     assert ("cli", "runtime") in edges
+    rooms = package_edges(_room)
+    assert ("runtime", "runtime.backends") in rooms  # the bundle runs the backends' runners
+    assert ("runtime.line", "runtime") in rooms  # dae run / dae serve on the line run the bundle
+    assert ("cli", "runtime.line") in rooms and ("export", "runtime.backends") in rooms
+    assert all(_room(f"{PACKAGE}.{r}.x") == r for r in ROOMS) and _room(f"{PACKAGE}.runtime.live") == "runtime"
 
 
 def test_no_cycle_and_no_forbidden_arrow():
@@ -118,6 +160,69 @@ def test_negative_control_forbidden_edge_and_cycle_are_detected():
     assert any("cycle" in p for p in problems)  # export -> runtime exists, so runtime -> export closes a cycle
     assert find_cycle({("a", "b"), ("b", "c")}) is None
     assert find_cycle({("a", "b"), ("b", "c"), ("c", "a")}) is not None
+
+
+def test_runtime_rooms_keep_apart():
+    assert room_violations(package_edges(_room)) == []
+
+
+def test_negative_control_room_edges_are_detected():
+    edges = dict(package_edges(_room))
+    for arrow, rule in ROOM_FORBIDDEN.items():
+        bad = {**edges, arrow: ["synthetic.py"]}
+        assert room_violations(bad) == [f"forbidden import {arrow[0]} -> {arrow[1]} ({rule}) in synthetic.py"]
+    # allowed arrows stay allowed
+    assert room_violations({("runtime", "runtime.backends"): ["a.py"], ("runtime.line", "runtime"): ["b.py"]}) == []
+
+
+def _fake_tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A package tree under ``tmp_path`` with ``files`` (path under the package -> source) and an
+    ``__init__.py`` in every folder."""
+    root = tmp_path / PACKAGE
+    for rel, text in files.items():
+        path = root / rel
+        for folder in [root, *reversed(path.relative_to(root).parents)]:
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            init = root / folder / "__init__.py"
+            if not init.exists():
+                init.write_text("")
+        path.write_text(text)
+    return root
+
+
+#: one module per room rule that breaks it, each import written another way (relative, absolute,
+#: ``from X import module``, lazy)
+ROOM_BREAKERS = {
+    ("runtime.backends", "runtime.line"): {"runtime/backends/bad.py": "from ..line.mqtt import MqttPublisher\n"},
+    ("runtime.backends", "runtime"): {"runtime/backends/tensorrt/bad.py": "def f():\n    from ...bundle import Bundle\n",
+                                      "runtime/bundle.py": ""},
+    ("runtime", "runtime.line"): {"runtime/live.py": "from diffusionad_edge.runtime import line\n",
+                                  "runtime/line/livestate.py": ""},
+    ("runtime.line", "runtime.backends"): {"runtime/line/bad.py": "import diffusionad_edge.runtime.backends.table\n",
+                                           "runtime/backends/table.py": ""},
+}
+
+
+def test_negative_control_room_rules_on_parsed_source(tmp_path, monkeypatch):
+    """A module that breaks each room rule, in a temporary tree, is caught."""
+    assert set(ROOM_BREAKERS) == set(ROOM_FORBIDDEN)  # a breaker for every rule
+    for (a, b), files in ROOM_BREAKERS.items():
+        monkeypatch.setitem(globals(), "ROOT", _fake_tree(tmp_path / f"{a}-{b}", files))
+        problems = room_violations(package_edges(_room))
+        assert len(problems) == 1 and problems[0].startswith(f"forbidden import {a} -> {b} "), (a, b, problems)
+
+
+def test_negative_control_rooms_never_import_export_or_train(tmp_path, monkeypatch):
+    """The device side is all of runtime: a lazy import of the trainer in the line package, or of the
+    exporter in a backend, breaks the package rule."""
+    monkeypatch.setitem(globals(), "ROOT", _fake_tree(tmp_path, {
+        "runtime/line/bad.py": "def f():\n    from ...train.trainer import Trainer\n",
+        "runtime/backends/tensorrt/bad.py": "def f():\n    from ....export import pipeline\n",
+        "train/trainer.py": "", "export/pipeline.py": ""}))
+    problems = violations(package_edges())
+    assert any(p.startswith("forbidden import runtime -> train in diffusionad_edge/runtime/line/bad.py") for p in problems), problems
+    assert any(p.startswith("forbidden import runtime -> export in diffusionad_edge/runtime/backends/tensorrt/bad.py")
+               for p in problems), problems
 
 
 def test_negative_control_on_parsed_source(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ Each row: warm-up, then ``iterations`` timed runs (or until ``seconds`` pass) of
 deployment runs, through the bundle's own methods — ``Bundle.preprocess`` (a raw camera-sized uint8
 frame to the input tensor), ``Bundle.infer``, ``Bundle.postprocess`` (thresholds, defect mask, map
 resized back to the frame) — with p50/p90/p99 per stage. A checkpoint's rows run the same way, its
-model wrapped as a bundle with a :class:`~..runtime.runners.TorchRunner`.
+model wrapped as a bundle with a :class:`~..runtime.backends.torch.TorchRunner`.
 Reference rows: PyTorch eager FP32 (one-step), and the paper's iterative paradigms on the same
 network (DDPM from t_b, DDIM), whose speed-up is computed from the measured times.
 
@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.backends.runner import Runner, describe_runtime_precision
+from ..runtime.backends.torch import TorchRunner
 from ..runtime.bundle import Bundle, checkpoint_bundle, load_bundle
-from ..runtime.runners import Runner, TorchRunner, describe_runtime_precision
 from .machine import peak_rss_mib, reset_peak_rss
 
 

@@ -8,8 +8,6 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..errors import ConfigError
-from ..paths import check_apart, check_results_dir, fresh_output_dir
 from .common import console, out, print_table
 
 
@@ -35,44 +33,14 @@ def bench(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run's results in --out (only a folder dae wrote)."),
 ) -> None:
     """Benchmark bundles and the PyTorch model: p50/p90/p99 per stage, FPS, GFLOP/s, memory, size, accuracy."""
-    from ..bench.benchmark import BenchConfig, add_relative_numbers, bench_bundle, bench_pytorch
-    from ..bench.machine import describe_machine
-    from ..bench.report import COLUMNS, COMPACT_COLUMNS, row_cells, write_outputs
-    from ..bench.throughput import openvino_throughput
+    from ..bench.benchmark import BenchConfig
+    from ..bench.report import COLUMNS, COMPACT_COLUMNS, row_cells
+    from ..bench.run import run_bench
 
-    if not bundles and checkpoint is None:
-        raise ConfigError("give bundle folders and/or --checkpoint")
-    # before minutes of timing
-    check_apart(out_dir, "bench folder (--out)", [*(("the bundle", b) for b in bundles or []), ("the checkpoint", checkpoint),
-                                                  ("the evaluation data", eval_data)])
-    check_results_dir(out_dir, "bench folder (--out)", overwrite)
-    try:
-        batches = [int(b) for b in batch.split(",") if b.strip()]
-    except ValueError:
-        raise ConfigError(f"--batch must be comma-separated integers (got {batch!r})") from None
     cfg = BenchConfig(warmup=warmup, iterations=iterations, seconds=seconds, iterative_iterations=iterative_iterations,
                       iterative_start=iterative_start, iterative_eval_limit=iterative_eval_limit,
                       eval_data=eval_data, eval_category=eval_category, eval_limit=eval_limit)
-    gflop = None
-    if checkpoint is not None:
-        from ..models.checkpoint_io import load_model
-        from ..models.complexity import measure_complexity
-
-        gflop = measure_complexity(load_model(checkpoint)[0]).one_step_gflop
-    rows = []
-    for b in bundles or []:
-        console.print(f"bench {b} ...")
-        rows.append(bench_bundle(b, cfg, gflop))
-        if throughput and (row := openvino_throughput(b, cfg, gflop)) is not None:
-            row.accuracy = rows[-1].accuracy  # the same model on the same data
-            rows.append(row)
-    if checkpoint is not None:
-        console.print(f"bench PyTorch reference rows for {checkpoint} ...")
-        rows += bench_pytorch(checkpoint, cfg, batches, iterative)
-    add_relative_numbers(rows)
-    result = {"machine": describe_machine(), "config": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
-              "rows": [r.to_dict() for r in rows]}
-    paths = write_outputs(result, fresh_output_dir(out_dir, "dae bench"))
+    result, paths = run_bench(bundles or [], checkpoint, cfg, batch, iterative, throughput, out_dir, overwrite, log=console.print)
     if as_json:
         from ..files import to_json
 

@@ -57,9 +57,9 @@ def demo(
     from ..interrupts import interrupt_guard
     from ..models.checkpoint_io import load_model
     from ..paths import check_results_dir, fresh_output_dir
+    from ..runtime.backends.torch import TorchRunner
     from ..runtime.bundle import open_bundle
     from ..runtime.live import RunOptions, run_stream
-    from ..runtime.runners import TorchRunner
     from ..train.trainer import Trainer
     from .export_cmd import print_report
 

@@ -33,7 +33,7 @@ def evaluate_cmd(
     from ..data.framing import preprocessing_of
     from ..evaluate.evaluator import evaluate
     from ..models.checkpoint_io import load_model
-    from ..runtime.runners import TorchRunner
+    from ..runtime.backends.torch import TorchRunner
     from ..train.trainer import resolve_device
 
     if mode not in MODES:

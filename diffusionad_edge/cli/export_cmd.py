@@ -186,14 +186,9 @@ def print_refit(result) -> None:
 
 
 def _build_engine(bundle: Path) -> None:
-    from ..runtime.bundle import read_metadata, verify_files
-    from ..runtime.tensorrt_engine import build_engine
+    from ..runtime.bundle import build_tensorrt_engine
 
-    meta = read_metadata(bundle)
-    if meta["backend"] != "tensorrt":
-        raise ConfigError(f"{bundle} is a {meta['backend']} bundle; --build-engine is for TensorRT (jetson-*) bundles")
-    verify_files(bundle, meta)
-    engine = build_engine(bundle, meta["tensorrt"], log=lambda m: console.print(m))
+    engine = build_tensorrt_engine(bundle, log=lambda m: console.print(m))
     console.print(f"engine: {engine}")
 
 

@@ -8,7 +8,6 @@ from typing import Optional
 
 import typer
 
-from ..errors import ConfigError
 from ..runtime.thresholds import score_text
 from .common import console, out, plural, print_table
 
@@ -28,31 +27,13 @@ def predict(
 ) -> None:
     """Score images: anomaly score, OK/NG, and overlays. Unreadable files are listed, not fatal
     (exit code 1 when any failed)."""
-    from ..data.imagesize import max_pixels_from_mp
-    from ..paths import check_apart, check_results_dir, input_paths
-    from ..runtime.bundle import open_bundle
-    from ..runtime.predict import expand_paths, predict_files
+    from ..runtime.predict import predict_images
 
-    if out_dir is not None:
-        inputs = [("the input", p) for p in input_paths(paths)] + [("the model", model)]
-        check_apart(out_dir, "results folder (--out)", inputs)
-        check_results_dir(out_dir, "results folder (--out)", overwrite)
-    from ..data.roi import parse_roi
-
-    new_roi = parse_roi(roi) if roi else None
-    files = expand_paths(paths)
-    if not files:
-        raise ConfigError("no images found in the given paths")
-    with open_bundle(model, backend) as bundle:
-        bundle.override_thresholds(image=threshold)
-        bundle.set_roi(new_roi)
-        if bundle.image_threshold is None:
-            console.print("warning: no image threshold in this model: decisions are not available (use --threshold)")
-        report = predict_files(bundle, files, out_dir,
-                               on_row=(lambda row: print(json.dumps(row), flush=True)) if as_json else None,
-                               on_failure=lambda fail: console.print(f"skipped: {fail['error']}", markup=False, highlight=False,
-                                                                     soft_wrap=True),
-                               overwrite=overwrite, max_pixels=max_pixels_from_mp(max_image_mp, bundle.input_hw))
+    report = predict_images(model, paths, out_dir, backend, threshold, roi or None, overwrite, max_image_mp,
+                            on_row=(lambda row: print(json.dumps(row), flush=True)) if as_json else None,
+                            on_failure=lambda fail: console.print(f"skipped: {fail['error']}", markup=False, highlight=False,
+                                                                  soft_wrap=True),
+                            warn=lambda m: console.print(f"warning: {m}"))
     if not as_json:
         _print_rows(report.rows)
         ok = sum(r["decision"] == "OK" for r in report.rows)

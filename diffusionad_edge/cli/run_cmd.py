@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import signal
 import time
@@ -60,13 +59,12 @@ def run(
     """Run the detector on one or several cameras or streams: overlay, OK/NG, events, live view, MQTT
     and an end-of-run summary. Exit code 1 when input was lost (unreadable files, a video that ended
     before its announced length, a camera of several that failed)."""
-    from ..data.imagesize import max_pixels_from_mp
     from ..data.roi import parse_roi
     from ..paths import input_paths
-    from ..runtime.bundle import open_bundle
-    from ..runtime.live import RunOptions, check_outputs, display_available, run_stream
-    from ..runtime.multisource import default_names, read_sources_file
-    from ..runtime.sources import describe
+    from ..runtime.line.mqtt import MqttOptions
+    from ..runtime.line.multisource import default_names, read_sources_file
+    from ..runtime.line.run import run_on_line
+    from ..runtime.live import RunOptions, display_available
 
     given = [str(c) for c in camera or []] + [str(s) for s in source or []]
     if sources is not None and given:
@@ -87,30 +85,12 @@ def run(
     opts = RunOptions(save_video=save, save_frames=save_frames, events=events, max_frames=max_frames, show=show,
                       image_threshold=threshold, pixel_threshold=pixel_threshold, requests=requests or 1, overwrite=overwrite,
                       cameras=tuple(s.name for s in specs) if several else (), inputs=tuple(inputs))
-    check_outputs(opts)  # before the model and the source are opened
-    with open_bundle(model, backend, requests=requests if requests and requests > 1 else None) as bundle, _Line() as line:
-        opts.max_pixels = max_pixels_from_mp(max_image_mp, bundle.input_hw)
-        bundle.override_thresholds(threshold, pixel_threshold)
-        bundle.set_roi(new_roi)
-        where = ", ".join(f"{s.name}: {describe(s.source)}" for s in specs) if several else describe(specs[0].source)
-        state = line.start_http(http, http_token, bundle, model, [s.name for s in specs]) if http else None
-        publisher = line.start_mqtt(mqtt, bundle, model, state, [s.name for s in specs], qos=mqtt_qos, queue=mqtt_queue,
-                                    on_fail=mqtt_on_fail, username=mqtt_username, password_file=mqtt_password_file,
-                                    ca=mqtt_ca) if mqtt else None
-        src = line.open_sources(specs, state, opts.max_pixels) if several else None
-        console.print(f"running {model} ({bundle.metadata.get('backend')}, {bundle.metadata.get('precision')}) on {where}"
-                      + ("" if show else " (headless)") + (f", {requests} requests in flight" if requests and requests > 1 else "")
-                      + "; Ctrl-C or SIGTERM to stop")
-        status = _StatusLine() if console.is_terminal else None
-        try:
-            summary = run_stream(bundle, specs[0].source, opts, on_frame=status.update if status else None, src=src,
-                                 state=state, publisher=publisher)
-        finally:
-            if status:
-                status.close()
-        line.close()
-        if publisher is not None:
-            summary.mqtt = publisher.stats()
+    mqtt_opts = MqttOptions(url=mqtt, qos=mqtt_qos, queue_size=mqtt_queue, on_fail=mqtt_on_fail, username=mqtt_username,
+                            password_file=mqtt_password_file, ca=mqtt_ca) if mqtt else None
+    summary = run_on_line(model, specs, opts, backend, roi=new_roi, max_image_mp=max_image_mp, http=http, http_token=http_token,
+                          mqtt=mqtt_opts, say=lambda m: console.print(m, markup=False, highlight=False),
+                          warn=lambda m: console.print(f"warning: {m}", markup=False, highlight=False, soft_wrap=True),
+                          progress=_StatusLine if console.is_terminal else None)
     s = summary.to_dict()
     if as_json:
         print(json.dumps(rounded(s)))
@@ -125,66 +105,6 @@ def run(
         raise typer.Exit(exit_code())
     if summary.incomplete:
         raise typer.Exit(1)
-
-
-class _Line:
-    """The run's web server and MQTT publisher, stopped in the right order on the way out."""
-
-    def __init__(self) -> None:
-        self.server = None
-        self.publisher = None
-
-    def __enter__(self) -> "_Line":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @staticmethod
-    def info(bundle, model: Path, cameras: list[str]) -> dict:
-        from ..runtime.serve import model_info
-
-        return {**model_info(bundle, Path(model).name), "cameras": cameras}
-
-    def start_http(self, bind: str, token: Optional[str], bundle, model: Path, cameras: list[str]):
-        from ..runtime.livestate import LiveState
-        from ..runtime.web import start_server
-
-        state = LiveState(self.info(bundle, model, cameras))
-        for name in cameras:
-            state.add_camera(name)
-        self.server = start_server(bind, state, token=token, warn=lambda m: console.print(f"warning: {m}", markup=False, highlight=False))
-        console.print(f"live view: {self.server.url}" + ("?token=..." if token else ""), markup=False, highlight=False)
-        return state
-
-    def start_mqtt(self, url: str, bundle, model: Path, state, cameras: list[str], **options):
-        from ..runtime.mqtt import MqttOptions, MqttPublisher
-
-        opts = MqttOptions(url=url, qos=options["qos"], queue_size=options["queue"], on_fail=options["on_fail"],
-                           username=options["username"], password_file=options["password_file"], ca=options["ca"])
-        publisher = MqttPublisher(opts, self.info(bundle, model, cameras),
-                                  warn=lambda m: console.print(f"warning: {m}", markup=False, highlight=False, soft_wrap=True))
-        publisher.start()
-        self.publisher = publisher
-        if state is not None:
-            state.providers["mqtt"] = publisher.stats
-        return publisher
-
-    def open_sources(self, specs, state, max_pixels: int | None = None):
-        from ..runtime.multisource import MultiSource
-        from ..runtime.sources import open_source
-
-        return MultiSource(specs, opener=functools.partial(open_source, max_pixels=max_pixels),
-                           warn=lambda m: console.print(f"warning: {m}", markup=False, highlight=False, soft_wrap=True),
-                           on_status=state.set_camera_status if state is not None else None)
-
-    def close(self) -> None:
-        if self.publisher is not None:
-            self.publisher.close()
-            self.publisher = None
-        if self.server is not None:
-            self.server.close()
-            self.server = None
 
 
 class _StatusLine:

@@ -4,7 +4,6 @@ page, ``/stats`` and ``/metrics`` of ``dae run --http``."""
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -32,36 +31,13 @@ def serve(
     """Serve a bundle over HTTP: POST /predict takes an image file and answers JSON (score, normalised
     score, decision, thresholds, latency; ?overlay=1 adds the overlay as a base64 PNG). Ctrl-C or
     SIGTERM stops (requests in progress are answered first; exit code 143 for SIGTERM)."""
-    import numpy as np
+    from ..runtime.line.serve import serve_bundle
 
-    from ..data.imagesize import max_pixels_from_mp
-    from ..runtime.bundle import open_bundle
-    from ..runtime.livestate import LiveState
-    from ..runtime.serve import Predictor, model_info
-    from ..runtime.web import backlog_for, start_server
-
-    with open_bundle(model, backend) as bundle:
-        bundle.override_thresholds(threshold, pixel_threshold)
-        state = LiveState(model_info(bundle, Path(model).name))
-        predictor = Predictor(bundle, state, max_waiting=max_waiting, max_pixels=max_pixels_from_mp(max_image_mp, bundle.input_hw))
-        bundle.infer(np.zeros((1, 3, *bundle.input_hw), np.float32))  # activate the runner before the first request
-        server = start_server(http, state, token=http_token, predictor=predictor, max_body=int(max_body_mb * (1 << 20)),
-                              warn=lambda m: console.print(f"warning: {m}", markup=False, highlight=False),
-                              backlog=backlog_for(max_waiting))
-        console.print(f"serving {model} ({bundle.metadata.get('backend')}, {bundle.metadata.get('precision')}) at {server.url}: "
-                      "POST /predict, GET /stats, /metrics; Ctrl-C to stop", markup=False, highlight=False, soft_wrap=True)
-        try:
-            while True:
-                time.sleep(0.5)
-        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (forwarded by the CLI)
-            pass
-        finally:
-            server.close(drain_s=DRAIN_S)  # requests already accepted are answered, not cut
-        stats = state.stats()
-        console.print(f"served {stats['frames']} images: {stats['ok']} OK, {stats['ng']} NG", markup=False, highlight=False)
+    stats = serve_bundle(model, http, http_token, backend, threshold, pixel_threshold, max_body=int(max_body_mb * (1 << 20)),
+                         max_waiting=max_waiting, max_image_mp=max_image_mp,
+                         say=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
+                         warn=lambda m: console.print(f"warning: {m}", markup=False, highlight=False))
+    console.print(f"served {stats['frames']} images: {stats['ok']} OK, {stats['ng']} NG", markup=False, highlight=False)
     if stop_signal() == signal.SIGTERM:
         raise typer.Exit(exit_code())
 
-
-#: seconds a stopping server waits for the requests it is answering
-DRAIN_S = 30.0

@@ -21,7 +21,7 @@ from ..data.framing import Preprocessing, as_preprocessing, predict_frames
 from ..data.mvtec import MVTecCategory, load_test_sample, read_test_sample
 from ..data.preprocess import resize_mask
 from ..errors import DataError
-from ..runtime.runners import Runner, runner_predict_fn
+from ..runtime.backends.runner import Runner, runner_predict_fn
 from .metrics import all_metrics
 
 #: Called after each batch with (images done, images total).
@@ -57,7 +57,7 @@ def evaluate(
     limit: int | None = None,
     metric_hw: tuple[int, int] | str | None = None,
 ) -> EvalResult:
-    """Run ``predict`` (a runner, e.g. :class:`~..runtime.runners.TorchRunner`, or a batch -> (maps,
+    """Run ``predict`` (a runner, e.g. :class:`~..runtime.backends.torch.TorchRunner`, or a batch -> (maps,
     scores) function) over the test split and compute the metrics overall and per defect type.
 
     ``image_size``: the model's input size (``S`` or ``(H, W)``), or its :class:`Preprocessing`

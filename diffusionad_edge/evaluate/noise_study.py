@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..data.mvtec import MVTecCategory
-from ..runtime.runners import TorchRunner
+from ..runtime.backends.torch import TorchRunner
 from .evaluator import evaluate
 
 

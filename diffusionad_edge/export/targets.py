@@ -18,7 +18,7 @@ except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser as a pac
     import tomli as tomllib  # type: ignore[no-redef]
 
 from ..errors import ConfigError
-from ..runtime.backends import BACKENDS
+from ..runtime.backends.table import BACKENDS
 
 
 @dataclass(frozen=True)

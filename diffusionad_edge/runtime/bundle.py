@@ -8,7 +8,7 @@ scores), and returns a :class:`Bundle`. ``Bundle.predict(image)`` is the Python 
 
     frame (BGR camera frame, RGB array or file)
       -> Bundle.prepare_frame  data/framing.py: to RGB uint8, ROI crop, resize (or tiles), /255 -> (N, 3, H, W)
-      -> Bundle.infer          the runner (runners.py / tensorrt_runner.py) -> RunnerOutput maps, scores
+      -> Bundle.infer          the runner (backends/) -> RunnerOutput maps, scores
       -> Bundle.finish_frame   tiles blended, map placed back at frame size (ROI / tiled bundles);
                                Thresholds: decision, normalised score, defect mask
       -> BundleResult          -> overlay.py / live.py events / predict.py rows
@@ -26,7 +26,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -37,8 +37,8 @@ from ..data.preprocess import preprocess, read_image, to_rgb
 from ..data.roi import Roi
 from ..errors import ConfigError, DaeError, DataError
 from ..files import to_json, write_text
-from .backends import make_runner
-from .runners import Runner, RunnerOutput
+from .backends.runner import Runner, RunnerOutput
+from .backends.table import make_runner
 from .thresholds import Thresholds, decision
 
 FORMAT = "diffusionad_edge.bundle"
@@ -368,6 +368,19 @@ def verify_files(folder: Path, meta: dict[str, Any]) -> None:
             raise BundleError(f"checksum mismatch for {f}: expected {digest[:12]}..., found {actual[:12]}... (file changed or corrupt; re-export)")
 
 
+def build_tensorrt_engine(folder: str | Path, log: Callable[[str], None] = print) -> Path:
+    """``dae export BUNDLE --build-engine``: on the device, build the TensorRT engine of a TensorRT
+    bundle whose files check out (``backends/tensorrt/engine.py``); returns the engine file."""
+    from .backends.tensorrt.engine import build_engine
+
+    folder = Path(folder)
+    meta = read_metadata(folder)
+    if meta["backend"] != "tensorrt":
+        raise ConfigError(f"{folder} is a {meta['backend']} bundle; --build-engine is for TensorRT (jetson-*) bundles")
+    verify_files(folder, meta)
+    return build_engine(folder, meta["tensorrt"], log=log)
+
+
 def load_bundle(folder: str | Path, backend: str | None = None, verify: bool = True, **runner_options: Any) -> Bundle:
     """Load and verify a bundle folder; the runner is activated on first use. ``runner_options``:
     e.g. ``requests=4`` for OpenVINO's asynchronous queue."""
@@ -380,7 +393,7 @@ def load_bundle(folder: str | Path, backend: str | None = None, verify: bool = T
 
 def checkpoint_bundle(model: Any, payload: dict[str, Any], path: Path, runner: Runner | None = None) -> Bundle:
     """A PyTorch model wrapped as a bundle: the image threshold from its held-out validation scores."""
-    from .runners import TorchRunner
+    from .backends.torch import TorchRunner
 
     val = payload.get("validation") or {}
     normal, synthetic = val.get("normal_scores") or [], val.get("synthetic_scores") or []
@@ -410,7 +423,7 @@ def open_bundle(path: str | Path, backend: str | None = None, device: str = "cpu
     if any(v is not None for v in runner_options.values()):
         raise BundleError(f"{', '.join(runner_options)} need a bundle; {path} is a checkpoint (PyTorch)")
     from ..models.checkpoint_io import load_model
-    from .runners import TorchRunner
+    from .backends.torch import TorchRunner
 
     model, payload = load_model(path)
     return checkpoint_bundle(model, payload, path, TorchRunner(model, device))

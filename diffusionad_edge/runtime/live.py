@@ -9,9 +9,9 @@ the cost of latency. Ctrl-C stops cleanly: queued frames are written and the vid
 it stays playable.
 
 On the line (``dae run --http``, ``--mqtt``, several sources): the output thread also feeds the live
-view's :class:`~.livestate.LiveState` (counts, and an overlay JPEG a few times a second) and queues
+view's :class:`~.line.livestate.LiveState` (counts, and an overlay JPEG a few times a second) and queues
 each decision for the MQTT publisher; neither waits for the network. With several sources
-(:class:`~.multisource.MultiSource`) every frame carries its camera's name, the frames that are ready
+(:class:`~.line.multisource.MultiSource`) every frame carries its camera's name, the frames that are ready
 together run as one batch, and the summary has per-camera counts and FPS.
 """
 
@@ -250,8 +250,8 @@ def run_stream(bundle: Bundle, source: str, opts: RunOptions, on_frame: Callable
     """Run the detector over a source until it ends, ``max_frames`` or Ctrl-C.
 
     ``src``: an opened source (default: ``open_source(source)``), or a
-    :class:`~.multisource.MultiSource` for several cameras. ``state``: the live view's
-    :class:`~.livestate.LiveState`; ``publisher``: an MQTT publisher (``publish_event(event)``)."""
+    :class:`~.line.multisource.MultiSource` for several cameras. ``state``: the live view's
+    :class:`~.line.livestate.LiveState`; ``publisher``: an MQTT publisher (``publish_event(event)``)."""
     check_outputs(opts)
     bundle.override_thresholds(opts.image_threshold, opts.pixel_threshold)
     src = src if src is not None else open_source(source, opts.max_pixels)

@@ -1,4 +1,7 @@
-"""``dae predict`` as a library function: score image files, write overlays and a results table."""
+"""``dae predict`` as a library function: score image files, write overlays and a results table.
+
+:func:`predict_images` is the whole command (a model path in, its outputs checked first);
+:func:`predict_files` scores files with a bundle already open."""
 
 from __future__ import annotations
 
@@ -8,11 +11,13 @@ from typing import Any, Callable
 
 import cv2
 
+from ..data.imagesize import max_pixels_from_mp
 from ..data.preprocess import find_images, read_image
+from ..data.roi import Roi, parse_roi
 from ..errors import ConfigError, DaeError, MissingDependencyError
 from ..files import write_csv, write_json
-from ..paths import OutputPathError, check_apart, check_results_dir, fresh_output_dir
-from .bundle import Bundle
+from ..paths import OutputPathError, check_apart, check_results_dir, fresh_output_dir, input_paths
+from .bundle import Bundle, open_bundle
 from .overlay import draw_overlay
 
 CSV_FIELDS = ["path", "score", "normalised_score", "decision", "overlay"]
@@ -83,3 +88,32 @@ def predict_files(bundle: Bundle, files: list[Path], out_dir: Path | None = None
         write_csv(out_dir / "results.csv", report.rows, CSV_FIELDS)
         write_json(out_dir / "results.json", {"results": report.rows, "failed": report.failed})
     return report
+
+
+def predict_images(model: str | Path, paths: list[Path], out_dir: Path | None = None, backend: str | None = None,
+                   threshold: float | None = None, roi: Roi | str | None = None, overwrite: bool = False,
+                   max_image_mp: float | None = None, on_row: Callable[[dict[str, Any]], None] | None = None,
+                   on_failure: Callable[[dict[str, str]], None] | None = None,
+                   warn: Callable[[str], None] | None = None) -> PredictReport:
+    """``dae predict``: score the images of ``paths`` (files, folders searched recursively, globs) with
+    the model at ``model`` (bundle folder or checkpoint), as :func:`predict_files` does. ``out_dir`` is
+    checked before the model is opened (never an input or the model, an earlier results folder only
+    with ``overwrite``); ``threshold`` overrides the model's image threshold, ``roi`` (a :class:`Roi` or
+    its ``x,y,w,h`` text) its region of interest; ``max_image_mp``: the largest image in megapixels (default from the model's input).
+    ``warn``: told when the model has no image threshold (no decisions)."""
+    if out_dir is not None:
+        inputs = [("the input", p) for p in input_paths(paths)] + [("the model", model)]
+        check_apart(out_dir, "results folder (--out)", inputs)
+        check_results_dir(out_dir, "results folder (--out)", overwrite)
+    if isinstance(roi, str):
+        roi = parse_roi(roi)
+    files = expand_paths(paths)
+    if not files:
+        raise ConfigError("no images found in the given paths")
+    with open_bundle(model, backend) as bundle:
+        bundle.override_thresholds(image=threshold)
+        bundle.set_roi(roi)
+        if bundle.image_threshold is None and warn is not None:
+            warn("no image threshold in this model: decisions are not available (use --threshold)")
+        return predict_files(bundle, files, out_dir, on_row=on_row, on_failure=on_failure, overwrite=overwrite,
+                             max_pixels=max_pixels_from_mp(max_image_mp, bundle.input_hw))

@@ -37,7 +37,7 @@ class Frame:
     timestamp: float  # time.monotonic() at capture
     path: str | None = None  # for image folders
     bgr: bool = True  # OpenCV captures give BGR; image files are decoded to RGB
-    camera: str = "cam0"  # the camera's name (several sources per device: runtime/multisource.py)
+    camera: str = "cam0"  # the camera's name (several sources per device: runtime/line/multisource.py)
     prepared: Any = None  # the network input, when a read-ahead thread has already prepared it
     prepare_ms: float = 0.0  # the time that took (on that thread)
 

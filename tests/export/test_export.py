@@ -12,8 +12,8 @@ import pytest
 
 from diffusionad_edge.data.preprocess import read_image
 from diffusionad_edge.export.pipeline import ExportCheckFailed, ExportOptions, export_bundle
+from diffusionad_edge.runtime.backends.torch import TorchRunner
 from diffusionad_edge.runtime.bundle import BundleError, load_bundle
-from diffusionad_edge.runtime.runners import TorchRunner
 from diffusionad_edge.train.checkpoint import load_model
 
 #: accuracy limits no tiny model fails: for tests about something else than the gate
@@ -310,7 +310,7 @@ def test_bad_threshold_options_are_one_line_and_exit_2(tiny_checkpoint, tiny_dat
 def test_export_gate_covers_the_map(ort_int8):
     """A reduced precision fails when any of pixel AUROC, pixel AP, AUPRO drops more than its limit
     against FP32, naming the metric and the drop; the pure gate first, then a real INT8 bundle."""
-    from diffusionad_edge.export.pipeline import accuracy_gate
+    from diffusionad_edge.export.acceptance import accuracy_gate
 
     limits = {"pixel_auroc": 0.01, "pixel_ap": 0.01, "aupro": 0.01}
     deltas = {"image_auroc": 0.0, "pixel_auroc": -0.005, "pixel_ap": -0.038, "aupro": 0.002}
@@ -398,7 +398,7 @@ def _reseal(meta):
 
 
 def test_metadata_is_integrity_checked_and_validated(ort_fp32, tmp_path):
-    from diffusionad_edge.runtime.runners import ModelInputError
+    from diffusionad_edge.runtime.backends.runner import ModelInputError
 
     bundle = tmp_path / "b"
     shutil.copytree(ort_fp32.bundle, bundle)

@@ -6,8 +6,8 @@ import pytest
 
 from diffusionad_edge.config import TrainConfig, preset
 from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
+from diffusionad_edge.runtime.backends.torch import TorchRunner
 from diffusionad_edge.runtime.bundle import load_bundle
-from diffusionad_edge.runtime.runners import TorchRunner
 from diffusionad_edge.train.checkpoint import load_model
 from diffusionad_edge.train.trainer import Trainer
 

@@ -17,8 +17,9 @@ from diffusionad_edge.data.roi import Roi
 from diffusionad_edge.errors import ConfigError, DataError
 from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
 from diffusionad_edge.models.checkpoint_io import load_model, read_checkpoint
+from diffusionad_edge.runtime.backends.runner import runner_predict_fn
+from diffusionad_edge.runtime.backends.torch import TorchRunner
 from diffusionad_edge.runtime.bundle import load_bundle
-from diffusionad_edge.runtime.runners import TorchRunner, runner_predict_fn
 from diffusionad_edge.train.trainer import Trainer
 
 ROI = Roi(4, 10, 232, 80)  # of the 96x240 long-part images

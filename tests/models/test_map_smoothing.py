@@ -69,8 +69,8 @@ def s2d_checkpoint(tiny_dataset, tmp_path_factory):
 def test_exported_graph_carries_the_blur(s2d_checkpoint, tiny_dataset, tmp_path, target, precision):
     from diffusionad_edge.data.preprocess import preprocess, read_image
     from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
+    from diffusionad_edge.runtime.backends.torch import TorchRunner
     from diffusionad_edge.runtime.bundle import load_bundle
-    from diffusionad_edge.runtime.runners import TorchRunner
     from diffusionad_edge.train.checkpoint import load_model
 
     res = export_bundle(ExportOptions(checkpoint=s2d_checkpoint, target=target, out_dir=tmp_path / "b", precision=precision,

@@ -18,7 +18,7 @@ from diffusionad_edge.errors import DaeError
 cudart = pytest.importorskip("cuda.bindings.runtime", reason="needs cuda-python ([dev] extra)")
 
 ROOT = Path(__file__).resolve().parents[2]
-CUDA_MODULES = [ROOT / "diffusionad_edge/runtime/cuda_memory.py", ROOT / "diffusionad_edge/runtime/tensorrt_engine.py"]
+CUDA_MODULES = [ROOT / "diffusionad_edge/runtime/backends/tensorrt/cuda_memory.py", ROOT / "diffusionad_edge/runtime/backends/tensorrt/engine.py"]
 #: How our code names the cudart module: ``self.rt.X``, ``rt.X`` or ``cudart.X``.
 RUNTIME_NAMES = {"rt", "cudart"}
 
@@ -97,14 +97,14 @@ def _gpu_present() -> bool:
 
 @pytest.mark.skipif(_gpu_present(), reason="checks the behaviour on a machine without a usable GPU")
 def test_without_a_gpu_cuda_start_fails_in_one_line():
-    from diffusionad_edge.runtime.cuda_memory import _CudaPythonMemory, cuda_check
+    from diffusionad_edge.runtime.backends.tensorrt.cuda_memory import _CudaPythonMemory, cuda_check
 
     with pytest.raises(DaeError) as info:
         _CudaPythonMemory()
     message = str(info.value)
     assert "cudaStreamCreate failed" in message and "\n" not in message
     assert "no usable NVIDIA driver/GPU" in message
-    from diffusionad_edge.runtime.cuda_memory import open_cuda_memory
+    from diffusionad_edge.runtime.backends.tensorrt.cuda_memory import open_cuda_memory
 
     for want_graphs in (True, False):  # whichever binding is tried first, the failure reads the same
         with pytest.raises(DaeError, match="failed|could not start"):
@@ -119,7 +119,7 @@ def test_without_a_gpu_the_device_name_lookup_fails_in_one_line():
 
     if importlib.util.find_spec("pycuda") is not None:
         pytest.skip("pycuda is installed: it is asked first")
-    from diffusionad_edge.runtime.tensorrt_engine import current_gpu_name
+    from diffusionad_edge.runtime.backends.tensorrt.engine import current_gpu_name
 
     with pytest.raises(DaeError, match="cudaGetDeviceProperties failed"):
         current_gpu_name()

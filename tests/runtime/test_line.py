@@ -21,11 +21,11 @@ import pytest
 
 from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
 from diffusionad_edge.runtime.bundle import load_bundle
+from diffusionad_edge.runtime.line.livestate import LiveState
+from diffusionad_edge.runtime.line.mqtt import MqttOptions, MqttPublisher
+from diffusionad_edge.runtime.line.webserver import start_server
 from diffusionad_edge.runtime.live import RunOptions, run_stream
-from diffusionad_edge.runtime.livestate import LiveState
-from diffusionad_edge.runtime.mqtt import MqttOptions, MqttPublisher
 from diffusionad_edge.runtime.sources import Frame
-from diffusionad_edge.runtime.web import start_server
 from tests.runtime.linefix import Broker, Chromium, Subscriber, free_port
 from tests.runtime.videofix import write_plate_video
 

@@ -205,8 +205,8 @@ def test_fixed_batch_runner_pads_the_last_chunk(tiny_checkpoint, tiny_dataset, t
 def test_open_bundle_on_a_checkpoint(tiny_checkpoint, tiny_dataset):
     """A .pt checkpoint opens as a PyTorch bundle: the model's scores, the held-out threshold."""
     from diffusionad_edge.models.checkpoint_io import load_model
+    from diffusionad_edge.runtime.backends.torch import TorchRunner
     from diffusionad_edge.runtime.bundle import BundleError, open_bundle
-    from diffusionad_edge.runtime.runners import TorchRunner
     from diffusionad_edge.runtime.thresholds import normals_threshold
 
     model, payload = load_model(tiny_checkpoint)

@@ -12,14 +12,14 @@ import pytest
 
 from diffusionad_edge.errors import MissingDependencyError
 from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
+from diffusionad_edge.runtime.backends.tensorrt.engine import EngineMismatchError, build_engine, engine_filename, find_engine
 from diffusionad_edge.runtime.bundle import load_bundle
-from diffusionad_edge.runtime.tensorrt_engine import EngineMismatchError, build_engine, engine_filename, find_engine
 
 from .stubfix import fixed_stub_copy
 
 ROOT = Path(__file__).resolve().parents[2]
-TRT_MODULES = [ROOT / "diffusionad_edge/runtime/tensorrt_engine.py", ROOT / "diffusionad_edge/runtime/tensorrt_runner.py",
-               ROOT / "diffusionad_edge/runtime/cuda_memory.py"]
+TRT_MODULES = [ROOT / "diffusionad_edge/runtime/backends/tensorrt/engine.py", ROOT / "diffusionad_edge/runtime/backends/tensorrt/runner.py",
+               ROOT / "diffusionad_edge/runtime/backends/tensorrt/cuda_memory.py"]
 
 
 def _real_tensorrt() -> bool:

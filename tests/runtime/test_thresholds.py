@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from diffusionad_edge.runtime.backends.runner import Runner
 from diffusionad_edge.runtime.bundle import Bundle
 from diffusionad_edge.runtime.live import RunOptions, run_stream
 from diffusionad_edge.runtime.predict import predict_files
-from diffusionad_edge.runtime.runners import Runner
 from diffusionad_edge.runtime.sources import ImageFolderSource
 from diffusionad_edge.runtime.thresholds import Thresholds, decision
 

@@ -7,9 +7,10 @@ the runtime options written into a bundle's metadata, the ``pip install`` hint w
 the packages whose versions a bundle records.
 
 Adding a backend (ONNX Runtime's CUDA or TensorRT execution provider, OpenVINO on an ARM CPU, ...)
-is one row here, one runner (``runtime/<name>_runner.py`` or a class in ``runners.py``, with a
-``from_bundle(folder, meta, **options)`` constructor) and, when it needs its own model files, one
-converter function in ``export/converters.py``. A target profile (``targets/*.toml``) then names it.
+is one row here, one runner (a :class:`~.runner.Runner` in ``runtime/backends/<name>.py``, or a
+sub-package such as ``tensorrt/`` when it brings more, with a ``from_bundle(folder, meta, **options)``
+constructor) and, when it needs its own model files, one converter function in ``export/converters/``.
+A target profile (``targets/*.toml``) then names it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ConfigError, DaeError
-from ..optional import INSTALL_HINTS
+from ...errors import ConfigError, DaeError
+from ...optional import INSTALL_HINTS
 
 
 def _onnxruntime_options(device: str, options: dict[str, Any], precision: str) -> dict[str, Any]:
@@ -42,7 +43,7 @@ class Backend:
     label: str
     precisions: tuple[str, ...]
     runner: str  # "module:Class" with a from_bundle(folder, meta, **options) classmethod
-    converter: str  # "module:function" (see export/converters.py)
+    converter: str  # "module:function" (see export/converters/)
     install_hint: str
     version_packages: tuple[str, ...]
     runtime_options: Callable[[str, dict[str, Any], str], dict[str, Any]] = _onnxruntime_options
@@ -55,13 +56,13 @@ class Backend:
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    Backend("onnxruntime", "ONNX Runtime", ("fp32", "int8"), "diffusionad_edge.runtime.runners:OnnxRuntimeRunner",
+    Backend("onnxruntime", "ONNX Runtime", ("fp32", "int8"), "diffusionad_edge.runtime.backends.onnxruntime:OnnxRuntimeRunner",
             "diffusionad_edge.export.converters:build_onnxruntime", INSTALL_HINTS["onnxruntime"],
             ("onnxruntime",), _onnxruntime_options),
-    Backend("openvino", "OpenVINO", ("fp32", "fp16", "int8"), "diffusionad_edge.runtime.runners:OpenVINORunner",
+    Backend("openvino", "OpenVINO", ("fp32", "fp16", "int8"), "diffusionad_edge.runtime.backends.openvino:OpenVINORunner",
             "diffusionad_edge.export.converters:build_openvino", INSTALL_HINTS["openvino"],
             ("openvino", "nncf"), _openvino_options, runner_options=("requests", "performance_hint")),
-    Backend("tensorrt", "TensorRT", ("fp32", "fp16", "int8"), "diffusionad_edge.runtime.tensorrt_runner:TensorRTRunner",
+    Backend("tensorrt", "TensorRT", ("fp32", "fp16", "int8"), "diffusionad_edge.runtime.backends.tensorrt.runner:TensorRTRunner",
             "diffusionad_edge.export.converters:build_tensorrt", INSTALL_HINTS["tensorrt"],
             ("tensorrt",), _onnxruntime_options),
 )}

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import DaeError, MissingDependencyError
+from ....errors import DaeError, MissingDependencyError
 
 TRT_HINT = (
     "TensorRT is not importable: on a Jetson use JetPack 6's bindings (create the venv with "

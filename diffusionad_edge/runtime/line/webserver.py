@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from ..errors import ConfigError, DaeError
+from ...errors import ConfigError, DaeError
 from .livestate import LiveState, prometheus
 
 #: the ``--http`` address when only a port is given

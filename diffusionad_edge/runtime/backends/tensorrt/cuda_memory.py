@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import DaeError, MissingDependencyError
+from ....errors import DaeError, MissingDependencyError
 
 CUDA_HINT = ("neither pycuda nor cuda-python is importable: pip install 'diffusionad_edge[jetson]' (pycuda, "
              "on the device) or 'diffusionad_edge[cuda]' (cuda-python)")

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..errors import ConfigError
-from .sources import Frame, SourceError, describe, is_live, open_source
+from ...errors import ConfigError
+from ..sources import Frame, SourceError, describe, is_live, open_source
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
-from ..errors import ConfigError, DaeError
-from ..optional import require
+from ...errors import ConfigError, DaeError
+from ...optional import require
 
 #: the environment variables for what should not be typed on a command line
 ENV_USERNAME, ENV_PASSWORD = "DAE_MQTT_USERNAME", "DAE_MQTT_PASSWORD"

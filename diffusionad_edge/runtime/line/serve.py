@@ -1,5 +1,6 @@
 """``dae serve``: the bundle behind ``POST /predict`` (an image in, JSON out), for a line
-controller or an MES to call.
+controller or an MES to call; :func:`serve_bundle` is the whole command (the CLI parses the options,
+calls it and prints what was served).
 
 Decoding and preprocessing run in the request's own thread; the runner is used by one request at a
 time (a lock: runners keep state, such as OpenVINO's infer requests or TensorRT's buffers), so
@@ -18,21 +19,24 @@ import datetime as dt
 import threading
 import time
 from http import HTTPStatus
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 
-from ..data.imagesize import ImageTooLarge, check_image_size, default_max_pixels
-from ..data.preprocess import to_bgr, to_rgb
-from ..errors import DaeError
-from .bundle import Bundle
+from ...data.imagesize import ImageTooLarge, check_image_size, default_max_pixels, max_pixels_from_mp
+from ...data.preprocess import to_bgr, to_rgb
+from ...errors import DaeError
+from ..bundle import Bundle, open_bundle
+from ..overlay import draw_overlay
 from .livestate import LiveState
-from .overlay import draw_overlay
-from .web import RequestError
+from .webserver import RequestError, backlog_for, start_server
 
 #: the camera name ``dae serve``'s requests are counted under in /stats and /metrics
 CAMERA = "predict"
+#: seconds a stopping server waits for the requests it is answering
+DRAIN_S = 30.0
 
 
 def model_info(bundle: Bundle, name: str) -> dict[str, Any]:
@@ -131,3 +135,34 @@ class Predictor:
         reply["latency_ms"] = {k: round(v, 3) for k, v in latency.items()}
         self.state.record(CAMERA, {"decision": decision, "score": reply["score"], "frame": index, "latency_ms": latency})
         return reply
+
+
+def serve_bundle(model: str | Path, bind: str = ":8080", token: str | None = None, backend: str | None = None,
+                 image_threshold: float | None = None, pixel_threshold: float | None = None, max_body: int = 16 << 20,
+                 max_waiting: int = 32, max_image_mp: float | None = None, say: Callable[[str], None] = print,
+                 warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Serve the model at ``model`` (bundle folder or checkpoint) at ``bind`` (``[HOST]:PORT``) until
+    Ctrl-C or SIGTERM (a :class:`KeyboardInterrupt`); the requests already accepted are answered first
+    (up to ``DRAIN_S`` seconds). Returns the final ``/stats``.
+
+    ``token``: every request must carry it; ``max_body``: the largest request body in bytes (413
+    above); ``max_waiting``: requests in progress at once (503 above; the accept backlog is sized from
+    it); ``max_image_mp``: the largest image in megapixels (default from the model's input). ``say``:
+    the address once serving; ``warn``: a server exposed without a token."""
+    with open_bundle(model, backend) as bundle:
+        bundle.override_thresholds(image_threshold, pixel_threshold)
+        state = LiveState(model_info(bundle, Path(model).name))
+        predictor = Predictor(bundle, state, max_waiting=max_waiting, max_pixels=max_pixels_from_mp(max_image_mp, bundle.input_hw))
+        bundle.infer(np.zeros((1, 3, *bundle.input_hw), np.float32))  # activate the runner before the first request
+        server = start_server(bind, state, token=token, predictor=predictor, max_body=max_body, warn=warn,
+                              backlog=backlog_for(max_waiting))
+        say(f"serving {model} ({bundle.metadata.get('backend')}, {bundle.metadata.get('precision')}) at {server.url}: "
+            "POST /predict, GET /stats, /metrics; Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (forwarded by the CLI)
+            pass
+        finally:
+            server.close(drain_s=DRAIN_S)  # requests already accepted are answered, not cut
+        return state.stats()

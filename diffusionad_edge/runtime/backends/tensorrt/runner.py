@@ -1,5 +1,5 @@
 """TensorRT runner (TensorRT 10 API): page-locked host buffers, device buffers and a stream
-(``cuda_memory``), every I/O tensor bound by name with ``set_tensor_address``,
+(``cuda_memory.py``), every I/O tensor bound by name with ``set_tensor_address``,
 ``execute_async_v3``, and optional CUDA-graph replay.
 """
 
@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DaeError, MissingDependencyError
+from ....errors import DaeError, MissingDependencyError
+from ..runner import Runner
 from .cuda_memory import open_cuda_memory
-from .runners import Runner
-from .tensorrt_engine import FINGERPRINT, TRT_HINT, EngineMismatchError, build_engine, current_gpu_name, find_engine, require_real_tensorrt
+from .engine import FINGERPRINT, TRT_HINT, EngineMismatchError, build_engine, current_gpu_name, find_engine, require_real_tensorrt
 
 
 class TensorRTRunner(Runner):
