@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from int8_map import BEFORE  # the one definition of what stayed float before (this folder's study script)
+
 from diffusionad_edge.export.converters import onnxruntime_int8
 from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
-
-BEFORE = ("map_smoothing",)
 
 
 def main(argv: list[str] | None = None) -> int:
