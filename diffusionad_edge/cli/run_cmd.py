@@ -37,6 +37,11 @@ def run(
                                        "(':8080' is localhost only; '0.0.0.0:8080' every interface)."),
     http_token: Optional[str] = typer.Option(None, "--http-token", envvar="DAE_HTTP_TOKEN", show_envvar=True,
                                              help="Every web request must carry this token (Bearer header or ?token=)."),
+    review_dir: Optional[Path] = typer.Option(None, "--review-dir", help="With --http: where the live page's review buttons "
+                                              "save frames (good/ and defect/, PNG + JSON sidecar; checked at start-up). "
+                                              "Default: review/ beside the --events file, else ./review."),
+    review: bool = typer.Option(True, "--review/--no-review", help="With --http: the review buttons under NG thumbnails "
+                                "(\"good part\", \"confirmed defect\") and \"save current frame as good part\"."),
     mqtt: Optional[str] = typer.Option(None, "--mqtt", help="Publish each decision and a retained status to "
                                        "mqtt://HOST[:PORT]/TOPIC/PREFIX (mqtts:// for TLS). Needs the [line] extra."),
     mqtt_qos: int = typer.Option(1, "--mqtt-qos", min=0, max=2, help="QoS of the event messages."),
@@ -78,6 +83,10 @@ def run(
     if several and requests and requests > 1:
         raise ConfigError("--requests is for one source; with several, the frames that are ready together run as one batch")
     new_roi = parse_roi(roi) if roi else None  # a malformed --roi fails before anything is opened
+    if review_dir is not None and not (http and review):
+        raise ConfigError("--review-dir is where the live view's review buttons save frames: give --http too (and not --no-review)")
+    if http and review and review_dir is None:
+        review_dir = (events.parent if events is not None else Path(".")) / "review"
     show = display_available() if show is None else show
     inputs = [("the input", p) for p in input_paths(s.source for s in specs)] + [("the model", model)]
     inputs += [(desc, p) for desc, p in (("the sources file", sources), ("the MQTT password file", mqtt_password_file),
@@ -90,7 +99,7 @@ def run(
     summary = run_on_line(model, specs, opts, backend, roi=new_roi, max_image_mp=max_image_mp, http=http, http_token=http_token,
                           mqtt=mqtt_opts, say=lambda m: console.print(m, markup=False, highlight=False),
                           warn=lambda m: console.print(f"warning: {m}", markup=False, highlight=False, soft_wrap=True),
-                          progress=_StatusLine if console.is_terminal else None)
+                          progress=_StatusLine if console.is_terminal else None, review_dir=review_dir if review else None)
     s = summary.to_dict()
     if as_json:
         print(json.dumps(rounded(s)))

@@ -24,6 +24,9 @@ def serve(
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, help="Largest request body accepted (413 above)."),
     max_waiting: int = typer.Option(32, "--max-waiting", min=1, help="Requests in progress at once (decoding, waiting for "
                                     "the model or running); more get 503 with Retry-After. The accept backlog is sized from it."),
+    review_dir: Path = typer.Option(Path("review"), "--review-dir", help="Where the page's review buttons save images "
+                                    "(good/ and defect/, PNG + JSON sidecar; checked at start-up)."),
+    review: bool = typer.Option(True, "--review/--no-review", help="The review buttons under the page's NG thumbnails."),
     max_image_mp: Optional[float] = typer.Option(None, "--max-image-mp", min=0.001, help="Largest image in megapixels, read "
                                                  "from its header before decoding (413 above, never decoded). Default: 256x the "
                                                  "model's input area, at least 16.8 (4096x4096)."),
@@ -34,7 +37,7 @@ def serve(
     from ..runtime.line.serve import serve_bundle
 
     stats = serve_bundle(model, http, http_token, backend, threshold, pixel_threshold, max_body=int(max_body_mb * (1 << 20)),
-                         max_waiting=max_waiting, max_image_mp=max_image_mp,
+                         max_waiting=max_waiting, max_image_mp=max_image_mp, review_dir=review_dir if review else None,
                          say=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
                          warn=lambda m: console.print(f"warning: {m}", markup=False, highlight=False))
     console.print(f"served {stats['frames']} images: {stats['ok']} OK, {stats['ng']} NG", markup=False, highlight=False)

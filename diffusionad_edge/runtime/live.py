@@ -201,11 +201,15 @@ class _Outputs:
             name = self.opts.save_frames / (f"ng_{camera}_{event['frame']:06d}.png" if self.several else f"ng_{event['frame']:06d}.png")
             if not cv2.imwrite(str(name), overlay):
                 raise OutputPathError(f"cannot write NG frame {name}")
+        # The original frame (not the overlay) for the live view's review buttons: a reference to the
+        # frame the loop made anyway, kept by the state only while review is on.
+        held = self.state.held_frame(frame.image, frame.bgr, camera, event["frame"], result.score, event["decision"]) \
+            if self.state is not None else None
         if self.state is not None and overlay is not None:
             if live_frame:
                 self.state.set_frame(camera, overlay)
             if thumb:
-                self.state.add_thumbnail(camera, event["frame"], overlay, result.score)
+                self.state.add_thumbnail(camera, event["frame"], overlay, result.score, held)
         out_ms = (time.perf_counter() - t0) * 1000
         self.output_ms.append(out_ms)
         event["latency_ms"]["output"] = round(out_ms, 3)
@@ -213,7 +217,7 @@ class _Outputs:
             self.events.write(json.dumps(event) + "\n")
             self.events.flush()
         if self.state is not None:
-            self.state.record(camera, event)
+            self.state.record(camera, event, held)
         if self.publisher is not None:
             self.publisher.publish_event(event)  # a bounded queue: never waits for the broker
 

@@ -26,6 +26,7 @@ sidecar: a reader never sees a sidecar without its image.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import re
@@ -77,20 +78,34 @@ def bundle_id(metadata: dict[str, Any], name: str | None = None) -> str:
     return f"{name}@{digest}" if digest else name
 
 
-def check_review_dir(root: str | Path) -> Path:
-    """The review folder exists (created if needed, with ``good/`` and ``defect/``) and can be
-    written: checked at start-up, so a click does not fail an hour later. :class:`ReviewError` in one
-    line naming the folder otherwise."""
+def check_review_dir(root: str | Path, create: bool = True) -> Path:
+    """The review folder can be written: checked at start-up, so a click does not fail an hour later.
+    ``create``: make it now, with ``good/`` and ``defect/``; otherwise (the live view's default folder,
+    which a run that reviews nothing should not leave behind) a folder that does not exist yet is
+    fine when the nearest folder above it that does can be written to (the first saved frame creates
+    it). :class:`ReviewError` in one line naming the folder otherwise."""
     root = Path(root)
     try:
+        if not create and not root.exists():
+            above = next((p for p in root.absolute().parents if p.exists()), None)
+            if above is None or not above.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory")
+            _probe_write(above)
+            return root
         for verdict in VERDICTS:
             (root / verdict).mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".dae-write-test-", dir=root / verdict)
-            os.close(fd)
-            os.unlink(probe)
+            _probe_write(root / verdict)
     except OSError as exc:
         raise ReviewError(f"review folder {root} is not writable ({exc.strerror or exc})") from None
     return root
+
+
+def _probe_write(folder: Path) -> None:
+    """A file can be created in ``folder`` (OSError otherwise): a real write, as permissions, a
+    read-only mount or an ACL all decide it."""
+    fd, probe = tempfile.mkstemp(prefix=".dae-write-test-", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _create_new(path: Path, data: bytes) -> None:

@@ -1,5 +1,6 @@
 """What the live view and ``/stats`` / ``/metrics`` show: counts, FPS, latencies, the newest overlay
-JPEG per camera and the last NG thumbnails.
+JPEG per camera and the last NG thumbnails; with review on, the original frames behind those
+thumbnails and each camera's newest frame (what the review buttons save).
 
 The run loop's output thread writes here (cheap: counters and, a few times a second, one JPEG);
 the web server's threads read. A JPEG is encoded only when someone watches (at most ``stream_fps``
@@ -23,6 +24,19 @@ import numpy as np
 STAGES = ("capture_age", "queue", "decode", "preprocess", "inference", "output")
 
 
+@dataclass(frozen=True)
+class HeldFrame:
+    """A frame kept for the review buttons: the original image as the source gave it (not the
+    overlay), and what the model said of it."""
+
+    image: np.ndarray
+    bgr: bool
+    camera: str
+    frame: int
+    score: float | None
+    decision: str | None
+
+
 @dataclass
 class _Camera:
     frames: int = 0
@@ -37,6 +51,7 @@ class _Camera:
     jpeg_time: float = 0.0
     viewers: int = 0
     status: str = "running"
+    held: HeldFrame | None = None
 
     def fps(self, now: float) -> float:
         t = self.times
@@ -48,8 +63,13 @@ class _Camera:
 class LiveState:
     """Thread-safe counters and frames of a running ``dae run`` (or ``dae serve``)."""
 
-    def __init__(self, info: dict[str, Any], stream_fps: float = 15.0, thumbnails: int = 8, thumb_width: int = 200):
+    def __init__(self, info: dict[str, Any], stream_fps: float = 15.0, thumbnails: int = 8, thumb_width: int = 200,
+                 hold_frames: bool = False):
         self.info = dict(info)
+        #: keep the original frames behind the thumbnails and each camera's newest one (review on);
+        #: only references to frames the loop made anyway, at most ``thumbnails`` + one per camera
+        self.hold_frames = hold_frames
+        self.thumbnails = thumbnails
         self.stream_period = 1.0 / max(stream_fps, 0.1)
         self.thumb_width = thumb_width
         self._cond = threading.Condition()
@@ -73,11 +93,14 @@ class LiveState:
         with self._cond:
             self._cameras.setdefault(name, _Camera()).status = status
 
-    def record(self, camera: str, event: dict[str, Any]) -> None:
-        """Count one decision (an ``--events`` line) of ``camera``."""
+    def record(self, camera: str, event: dict[str, Any], held: HeldFrame | None = None) -> None:
+        """Count one decision (an ``--events`` line) of ``camera``; ``held``: its original frame, kept
+        as the camera's newest when frames are held (the "save the current frame" button)."""
         now = time.monotonic()
         with self._cond:
             cam = self._cameras.setdefault(camera, _Camera())
+            if held is not None and self.hold_frames:
+                cam.held = held
             cam.frames += 1
             cam.ng += event.get("decision") == "NG"
             cam.ok += event.get("decision") == "OK"
@@ -110,18 +133,35 @@ class LiveState:
             cam.jpeg, cam.jpeg_seq, cam.jpeg_time = buf.tobytes(), cam.jpeg_seq + 1, time.monotonic()
             self._cond.notify_all()
 
-    def add_thumbnail(self, camera: str, frame: int, overlay_bgr: np.ndarray, score: float) -> None:
+    def add_thumbnail(self, camera: str, frame: int, overlay_bgr: np.ndarray, score: float,
+                      held: HeldFrame | None = None) -> int | None:
+        """Add an NG thumbnail (the overlay, made small); ``held``: the original frame behind it, kept
+        while the thumbnail is (frames are held). Returns the thumbnail's id."""
         h, w = overlay_bgr.shape[:2]
         scale = min(1.0, self.thumb_width / max(w, 1))
         small = cv2.resize(overlay_bgr, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
         ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 75])
         if not ok:
-            return
+            return None
         with self._cond:
             self._last_thumb = time.monotonic()
             self._thumb_seq += 1
             self._thumbs.appendleft({"id": self._thumb_seq, "camera": camera, "frame": frame, "score": round(score, 6),
-                                     "time": time.time(), "jpeg": buf.tobytes()})
+                                     "time": time.time(), "reviewed": None, "jpeg": buf.tobytes(),
+                                     "held": held if self.hold_frames else None})
+            return self._thumb_seq
+
+    def held_frame(self, image: np.ndarray, bgr: bool, camera: str, frame: int, score: float | None,
+                   decision: str | None) -> HeldFrame | None:
+        """A :class:`HeldFrame` for :meth:`record` / :meth:`add_thumbnail` when frames are held, else None."""
+        return HeldFrame(image, bgr, camera, frame, score, decision) if self.hold_frames else None
+
+    def mark_reviewed(self, thumb_id: int, verdict: str) -> None:
+        """Show a thumbnail as reviewed (``good`` or ``defect``) on the page."""
+        with self._cond:
+            for t in self._thumbs:
+                if t["id"] == thumb_id:
+                    t["reviewed"] = verdict
 
     def close(self) -> None:
         with self._cond:
@@ -156,6 +196,18 @@ class LiveState:
         with self._cond:
             return next((t["jpeg"] for t in self._thumbs if t["id"] == thumb_id), None)
 
+    def held_thumbnail(self, thumb_id: int) -> HeldFrame | None:
+        """The original frame behind thumbnail ``thumb_id``; None once it has dropped out of the last
+        ``thumbnails`` NG frames (or when frames are not held)."""
+        with self._cond:
+            return next((t["held"] for t in self._thumbs if t["id"] == thumb_id), None)
+
+    def held_current(self, camera: str) -> HeldFrame | None:
+        """The newest frame of ``camera`` (None before its first frame, or when frames are not held)."""
+        with self._cond:
+            cam = self._cameras.get(camera)
+            return cam.held if cam is not None else None
+
     def stats(self) -> dict[str, Any]:
         """Everything the page shows, as JSON values."""
         now = time.monotonic()
@@ -164,7 +216,7 @@ class LiveState:
                               "score": c.score, "frame": c.frame, "status": c.status} for name, c in self._cameras.items()}
             latency = {s: {"p50": round(float(np.percentile(v, 50)), 3), "p95": round(float(np.percentile(v, 95)), 3)}
                        for s, v in self._latency.items() if v}
-            thumbs = [{k: v for k, v in t.items() if k != "jpeg"} for t in self._thumbs]
+            thumbs = [{k: v for k, v in t.items() if k not in ("jpeg", "held")} for t in self._thumbs]
         out = {"info": self.info, "uptime_s": round(time.time() - self.started, 1), "cameras": cameras,
                "frames": sum(c["frames"] for c in cameras.values()), "ok": sum(c["ok"] for c in cameras.values()),
                "ng": sum(c["ng"] for c in cameras.values()), "fps": round(sum(c["fps"] for c in cameras.values()), 2),
@@ -201,6 +253,12 @@ def prometheus(stats: dict[str, Any]) -> str:
                [({}, mqtt["published"])])
         metric("dae_mqtt_dropped_total", "counter", "Event messages dropped (queue full, or unsent at exit).", [({}, mqtt["dropped"])])
         metric("dae_mqtt_queued", "gauge", "Event messages waiting for the broker.", [({}, mqtt["queued"])])
+    review = stats.get("review")
+    if review:
+        metric("dae_reviewed_total", "counter", "Frames an operator reviewed on the live page, by verdict.",
+               [({"verdict": v}, review[v]) for v in ("good", "defect")])
+        metric("dae_review_refused_total", "counter", "Review clicks refused (frame no longer held, already reviewed, not written).",
+               [({}, review["refused"])])
     serve = stats.get("requests")
     if serve:
         metric("dae_requests_total", "counter", "POST /predict requests by HTTP status.",

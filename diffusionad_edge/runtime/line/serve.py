@@ -31,6 +31,7 @@ from ...errors import DaeError
 from ..bundle import Bundle, open_bundle
 from ..overlay import draw_overlay
 from .livestate import LiveState
+from .reviewing import check_line_review, line_review
 from .webserver import RequestError, backlog_for, start_server
 
 #: the camera name ``dae serve``'s requests are counted under in /stats and /metrics
@@ -118,6 +119,8 @@ class Predictor:
             "score": round(result.score, 6), "normalised_score": round(result.normalised_score, 6), "decision": decision,
             "thresholds": thresholds, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
         }
+        # The request's image as it came (decoded, before any conversion) for the review buttons.
+        held = self.state.held_frame(img, True, CAMERA, index, result.score, decision)
         if overlay or self.state.wants_frame(CAMERA):
             t5 = time.perf_counter()
             if not overlay:  # the live page's frame: the map at the model's size is enough
@@ -126,21 +129,21 @@ class Predictor:
                                  threshold=thresholds["image"], pixel_threshold=self.bundle.thresholds.pixel_or_default)
             self.state.set_frame(CAMERA, drawn)
             if result.is_anomalous and self.state.wants_thumbnail():
-                self.state.add_thumbnail(CAMERA, index, drawn, result.score)
+                self.state.add_thumbnail(CAMERA, index, drawn, result.score, held)
             if overlay:
                 ok, png = cv2.imencode(".png", drawn)
                 reply["overlay_png"] = base64.b64encode(png.tobytes()).decode() if ok else None
             latency["overlay"] = (time.perf_counter() - t5) * 1000
         latency["total"] = (time.perf_counter() - t0) * 1000
         reply["latency_ms"] = {k: round(v, 3) for k, v in latency.items()}
-        self.state.record(CAMERA, {"decision": decision, "score": reply["score"], "frame": index, "latency_ms": latency})
+        self.state.record(CAMERA, {"decision": decision, "score": reply["score"], "frame": index, "latency_ms": latency}, held)
         return reply
 
 
 def serve_bundle(model: str | Path, bind: str = ":8080", token: str | None = None, backend: str | None = None,
                  image_threshold: float | None = None, pixel_threshold: float | None = None, max_body: int = 16 << 20,
                  max_waiting: int = 32, max_image_mp: float | None = None, say: Callable[[str], None] = print,
-                 warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 warn: Callable[[str], None] | None = None, review_dir: str | Path | None = None) -> dict[str, Any]:
     """Serve the model at ``model`` (bundle folder or checkpoint) at ``bind`` (``[HOST]:PORT``) until
     Ctrl-C or SIGTERM (a :class:`KeyboardInterrupt`); the requests already accepted are answered first
     (up to ``DRAIN_S`` seconds). Returns the final ``/stats``.
@@ -148,16 +151,21 @@ def serve_bundle(model: str | Path, bind: str = ":8080", token: str | None = Non
     ``token``: every request must carry it; ``max_body``: the largest request body in bytes (413
     above); ``max_waiting``: requests in progress at once (503 above; the accept backlog is sized from
     it); ``max_image_mp``: the largest image in megapixels (default from the model's input). ``say``:
-    the address once serving; ``warn``: a server exposed without a token."""
+    the address once serving; ``warn``: a server exposed without a token; ``review_dir``: the page's
+    review buttons save the images an operator judges into this folder (checked before the model
+    opens; None: no buttons)."""
+    review_dir = check_line_review(review_dir, [("the model", model)])
     with open_bundle(model, backend) as bundle:
         bundle.override_thresholds(image_threshold, pixel_threshold)
-        state = LiveState(model_info(bundle, Path(model).name))
+        review = line_review(review_dir, bundle, model)
+        state = LiveState(model_info(bundle, Path(model).name), hold_frames=review is not None)
         predictor = Predictor(bundle, state, max_waiting=max_waiting, max_pixels=max_pixels_from_mp(max_image_mp, bundle.input_hw))
         bundle.infer(np.zeros((1, 3, *bundle.input_hw), np.float32))  # activate the runner before the first request
         server = start_server(bind, state, token=token, predictor=predictor, max_body=max_body, warn=warn,
-                              backlog=backlog_for(max_waiting))
+                              backlog=backlog_for(max_waiting), review=review)
         say(f"serving {model} ({bundle.metadata.get('backend')}, {bundle.metadata.get('precision')}) at {server.url}: "
-            "POST /predict, GET /stats, /metrics; Ctrl-C to stop")
+            "POST /predict, GET /stats, /metrics; Ctrl-C to stop"
+            + (f"; the page's review buttons save into {review.root}" if review is not None else ""))
         try:
             while True:
                 time.sleep(0.5)

@@ -1,5 +1,6 @@
 """The small web server of ``dae run --http`` and ``dae serve``: the live page, the MJPEG stream,
-``/stats`` (JSON), ``/metrics`` (Prometheus) and, for ``dae serve``, ``POST /predict``.
+``/stats`` (JSON), ``/metrics`` (Prometheus), ``POST /review`` (the page's review buttons, when review
+is on) and, for ``dae serve``, ``POST /predict``.
 
 Python's own ``ThreadingHTTPServer``: one thread per connection, no dependency. It only ever reads
 the :class:`~.livestate.LiveState` the run loop fills, so a slow or stuck browser never holds up
@@ -22,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ...errors import ConfigError, DaeError
 from .livestate import LiveState, prometheus
+from .reviewing import LineReview, ReviewRefused
 
 #: the ``--http`` address when only a port is given
 DEFAULT_HOST = "127.0.0.1"
@@ -61,6 +63,9 @@ def exposed_warning(host: str, token: str | None) -> str | None:
     return None
 
 
+#: the largest ``POST /review`` body (a few bytes of JSON)
+_REVIEW_BODY = 64 << 10
+
 #: the accept backlog when nothing else is said (``socketserver``'s default of 5 resets a burst)
 DEFAULT_BACKLOG = 128
 
@@ -93,10 +98,16 @@ class _Server(ThreadingHTTPServer):
 
 
 class WebApp:
-    """The routes' state: the live state, an optional predictor (``dae serve``) and the token."""
+    """The routes' state: the live state, an optional predictor (``dae serve``), the review (None: the
+    review buttons are off) and the token."""
 
-    def __init__(self, state: LiveState, token: str | None = None, predictor: Any = None, max_body: int = 16 << 20):
+    def __init__(self, state: LiveState, token: str | None = None, predictor: Any = None, max_body: int = 16 << 20,
+                 review: LineReview | None = None):
         self.state, self.token, self.predictor, self.max_body = state, token, predictor, max_body
+        self.review = review
+        if review is not None:
+            state.info["review"] = True  # the page shows the buttons
+            state.providers["review"] = review.stats
         #: answers sent, by HTTP status: every one (401, 404, 413, 503, ... and the GETs) is counted
         self.requests: dict[int, int] = {}
         #: POST requests being handled now (a stop waits for them to be answered)
@@ -169,13 +180,15 @@ class WebServer:
 
 
 def start_server(bind: str, state: LiveState, token: str | None = None, predictor: Any = None, max_body: int = 16 << 20,
-                 warn: Callable[[str], None] | None = None, backlog: int = DEFAULT_BACKLOG) -> WebServer:
-    """Parse ``bind`` (``--http``), warn when exposed without a token, start serving."""
+                 warn: Callable[[str], None] | None = None, backlog: int = DEFAULT_BACKLOG,
+                 review: LineReview | None = None) -> WebServer:
+    """Parse ``bind`` (``--http``), warn when exposed without a token, start serving (with the review
+    buttons when ``review`` is given)."""
     host, port = parse_bind(bind)
     message = exposed_warning(host, token)
     if message and warn is not None:
         warn(message)
-    return WebServer(WebApp(state, token, predictor, max_body), host, port, backlog)
+    return WebServer(WebApp(state, token, predictor, max_body, review), host, port, backlog)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -307,6 +320,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         path, query = routed
         app = self.server.app
+        if path == "/review":
+            self._review(app)
+            return
         if path != "/predict" or app.predictor is None:
             self._discard_body()
             self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: POST {path}" + ("" if app.predictor else " (POST /predict is dae serve's)"))
@@ -325,7 +341,39 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             app.end()
 
-    def _read_body(self, limit: int) -> bytes:
+    def _review(self, app: WebApp) -> None:
+        """``POST /review`` with JSON ``{"thumbnail": ID, "verdict": "good"|"defect"}`` (an NG thumbnail's
+        frame) or ``{"camera": NAME, "verdict": ...}`` (that camera's newest frame)."""
+        if app.review is None:
+            self._discard_body()
+            self._error(HTTPStatus.NOT_FOUND, "review is off for this run (started with --no-review)")
+            return
+        app.begin()
+        try:
+            try:
+                request = json.loads(self._read_body(_REVIEW_BODY, "empty request body: send JSON"))
+            except ValueError:
+                raise RequestError(HTTPStatus.BAD_REQUEST, 'not JSON: send {"thumbnail": ID, "verdict": "good"} '
+                                   'or {"camera": NAME, "verdict": "good"}') from None
+            if not isinstance(request, dict):
+                raise RequestError(HTTPStatus.BAD_REQUEST, "send a JSON object")
+            verdict = request.get("verdict")
+            thumb, camera = request.get("thumbnail"), request.get("camera")
+            if isinstance(thumb, int) and not isinstance(thumb, bool):
+                saved = app.review.review_thumbnail(app.state, thumb, str(verdict))
+            elif isinstance(camera, str):
+                saved = app.review.review_current(app.state, camera, str(verdict))
+            else:
+                raise RequestError(HTTPStatus.BAD_REQUEST, 'name the frame: "thumbnail": ID (an integer) or "camera": NAME')
+            self._json(HTTPStatus.OK, saved)
+        except ReviewRefused as exc:
+            self._error(exc.status, exc.message)
+        except RequestError as exc:
+            self._error(exc.status, exc.message, exc.headers)
+        finally:
+            app.end()
+
+    def _read_body(self, limit: int, empty: str = "empty request body: send an image file") -> bytes:
         length = self.headers.get("Content-Length")
         if length is None or not length.strip().isdigit():
             self.close_connection = True
@@ -335,7 +383,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the body is not read: the connection cannot be reused
             raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request body of {n} bytes is over the limit of {limit} bytes (--max-body-mb)")
         if n == 0:
-            raise RequestError(HTTPStatus.BAD_REQUEST, "empty request body: send an image file")
+            raise RequestError(HTTPStatus.BAD_REQUEST, empty)
         return self.rfile.read(n)
 
 
