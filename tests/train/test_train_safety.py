@@ -59,11 +59,11 @@ def test_read_only_folder_fails_before_any_step(tiny_dataset, tmp_path):
 def test_cli_refuses_with_one_line_and_exit_2(tiny_dataset, tmp_path):
     blocker = tmp_path / "afile"
     blocker.write_text("x")
-    t0 = time.perf_counter()
-    res = _dae("train", "--data", tiny_dataset.path, "--preset", "tiny", "--steps", "500", "--out", blocker / "m.pt")
+    # Refused before training starts: a run of a million steps would only end at the subprocess's
+    # timeout (no wall-clock assertion here: this machine's load is not the program's speed).
+    res = _dae("train", "--data", tiny_dataset.path, "--preset", "tiny", "--steps", "1000000", "--out", blocker / "m.pt")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "is a file" in res.stderr and "train:" not in res.stdout
-    assert time.perf_counter() - t0 < 60
     existing = tmp_path / "m.pt"
     existing.write_bytes(b"x")
     res = _dae("train", "--data", tiny_dataset.path, "--preset", "tiny", "--steps", "5", "--out", existing)
