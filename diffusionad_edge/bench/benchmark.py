@@ -44,6 +44,9 @@ class BenchConfig:
     # Take a bundle's accuracy from its export report when that was measured on the same data and
     # limit (the same artifact on the same images gives the same numbers); else measure it.
     accuracy_from_export: bool = False
+    # > 1: the latency rows (bundles, PyTorch one-step) are timed in turns, this many rounds of
+    # iterations / rounds each, so that a change in machine load falls on every row alike.
+    rounds: int = 1
 
 
 @dataclass
@@ -68,6 +71,9 @@ class Row:
     note: str = ""
     # "latency": one request at a time, frame to decision; "throughput": many requests in flight.
     mode: str = "latency"
+    #: interleaved rows: seconds from the first timed run of the bench to this row's first and last
+    #: timed run (the rows' windows overlap: they ran in turns)
+    window_s: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -97,37 +103,66 @@ def tiling_note(bundle: Bundle, frame_hw: tuple[int, int], lat: dict[str, dict[s
             f"inference {lat['inference']['mean'] / n:.2f} ms per tile; latencies are per frame")
 
 
+class PipelineTimer:
+    """Times a bundle's whole frame path (preprocess -> infer -> postprocess, or the framed path of a
+    ROI / tiled bundle) on synthetic camera frames, some iterations at a time: :func:`time_pipeline`
+    runs it once, :func:`bench_interleaved` in turns with other rows."""
+
+    def __init__(self, bundle: Bundle, batch: int, frame_hw: tuple[int, int] = (480, 640)):
+        rng = np.random.default_rng(0)
+        self.bundle, self.frame_hw = bundle, bench_frame_hw(bundle, frame_hw)
+        h, w = self.frame_hw
+        self.frames = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(batch)]
+        self.stages: dict[str, list[float]] = {"preprocess": [], "inference": [], "postprocess": [], "total": []}
+        #: when each timed run started (``time.perf_counter``): which rows ran when, in an interleaved bench
+        self.started: list[float] = []
+
+    @property
+    def count(self) -> int:
+        """Timed iterations so far."""
+        return len(self.stages["total"])
+
+    def run(self, iterations: int, seconds: float | None = None, record: bool = True) -> None:
+        """``iterations`` more runs (fewer once ``seconds`` of timed runs have passed in this call);
+        ``record=False``: warm-up, not kept."""
+        bundle, frames, framed = self.bundle, self.frames, not self.bundle.preprocessing.is_plain
+        spent = 0.0
+        for _ in range(iterations):
+            t0 = time.perf_counter()
+            if framed:  # ROI / tiles: each frame's own batch (all its tiles), its map placed back at frame size
+                prepared = [bundle.prepare_frame(f, bgr=True) for f in frames]
+                t1 = time.perf_counter()
+                outputs = [bundle.infer(p.batch) for p in prepared]
+                t2 = time.perf_counter()
+                for o, p in zip(outputs, prepared):
+                    bundle.finish_frame(o, p)
+            else:
+                x = np.stack([bundle.preprocess(f, bgr=True) for f in frames])
+                t1 = time.perf_counter()
+                output = bundle.infer(x)
+                t2 = time.perf_counter()
+                bundle.postprocess(output, self.frame_hw)  # decisions, mask and heat map at frame size
+            t3 = time.perf_counter()
+            if record:
+                self.started.append(t0)
+                for k, v in zip(self.stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
+                    self.stages[k].append(v * 1000)
+                spent += t3 - t0
+                if seconds is not None and spent > seconds:
+                    break
+
+    def latencies(self) -> dict[str, dict[str, float]]:
+        """p50/p90/p99/mean per stage (ms) of the timed runs."""
+        return {k: _pcts(v) for k, v in self.stages.items()}
+
+
 def time_pipeline(bundle: Bundle, batch: int, warmup: int, iterations: int, seconds: float | None = None,
                   frame_hw: tuple[int, int] = (480, 640)) -> tuple[dict[str, dict[str, float]], int]:
     """Per-stage latencies (ms) of the bundle's preprocess -> infer -> postprocess on synthetic camera frames."""
-    rng = np.random.default_rng(0)
-    frame_hw = bench_frame_hw(bundle, frame_hw)
-    h, w = frame_hw
-    frames = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(batch)]
-    stages: dict[str, list[float]] = {"preprocess": [], "inference": [], "postprocess": [], "total": []}
-    framed = not bundle.preprocessing.is_plain
-    for i in range(warmup + iterations):
-        t0 = time.perf_counter()
-        if framed:  # ROI / tiles: each frame's own batch (all its tiles), its map placed back at frame size
-            prepared = [bundle.prepare_frame(f, bgr=True) for f in frames]
-            t1 = time.perf_counter()
-            outputs = [bundle.infer(p.batch) for p in prepared]
-            t2 = time.perf_counter()
-            for o, p in zip(outputs, prepared):
-                bundle.finish_frame(o, p)
-        else:
-            x = np.stack([bundle.preprocess(f, bgr=True) for f in frames])
-            t1 = time.perf_counter()
-            output = bundle.infer(x)
-            t2 = time.perf_counter()
-            bundle.postprocess(output, frame_hw)  # decisions, mask and heat map at frame size
-        t3 = time.perf_counter()
-        if i >= warmup:
-            for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
-                stages[k].append(v * 1000)
-            if seconds is not None and sum(stages["total"]) / 1000 > seconds:
-                break
-    return {k: _pcts(v) for k, v in stages.items()}, len(stages["total"])
+    timer = PipelineTimer(bundle, batch, frame_hw)
+    timer.run(warmup, record=False)
+    timer.run(iterations, seconds)
+    return timer.latencies(), timer.count
 
 
 def _accuracy(runner: Runner, size: Any, cfg: BenchConfig, limit: int | None) -> dict[str, float] | None:
@@ -169,12 +204,17 @@ def bench_bundle(path: Path, cfg: BenchConfig, gflop: float | None = None) -> Ro
         lat, n = time_pipeline(bundle, int(meta["input"]["batch"]), cfg.warmup, cfg.iterations, cfg.seconds, cfg.frame_hw)
         row = _finish(bundle_row(path, meta, bundle.runner.runtime_precision, gflop), lat, n)
         row.note = tiling_note(bundle, cfg.frame_hw, lat)
-        reported = _export_accuracy(meta, cfg) if cfg.accuracy_from_export else None
-        if reported is not None:
-            row.accuracy, row.note = reported, "; ".join(filter(None, [row.note, "accuracy from the export check"]))
-        else:
-            row.accuracy = _accuracy(bundle.runner, bundle.preprocessing, cfg, cfg.eval_limit)
+        _bundle_accuracy(row, bundle, cfg)
     return row
+
+
+def _bundle_accuracy(row: Row, bundle: Bundle, cfg: BenchConfig) -> None:
+    """A bundle row's accuracy: from its export report when that measured the same data, else measured."""
+    reported = _export_accuracy(bundle.metadata, cfg) if cfg.accuracy_from_export else None
+    if reported is not None:
+        row.accuracy, row.note = reported, "; ".join(filter(None, [row.note, "accuracy from the export check"]))
+    else:
+        row.accuracy = _accuracy(bundle.runner, bundle.preprocessing, cfg, cfg.eval_limit)
 
 
 def _export_accuracy(meta: dict[str, Any], cfg: BenchConfig) -> dict[str, float] | None:
@@ -186,7 +226,10 @@ def _export_accuracy(meta: dict[str, Any], cfg: BenchConfig) -> dict[str, float]
     return dict(acc["artifact"]) if same_data else None
 
 
-def bench_pytorch(checkpoint: Path, cfg: BenchConfig, batches: list[int], iterative: bool) -> list[Row]:
+def bench_pytorch(checkpoint: Path, cfg: BenchConfig, batches: list[int], iterative: bool, one_step: bool = True) -> list[Row]:
+    """The PyTorch rows of ``checkpoint``: eager FP32 one-step per batch size in ``batches`` (unless
+    ``one_step`` is False: :func:`bench_interleaved` times those), then with ``iterative`` the paper's
+    iterative paradigms."""
     from ..data.framing import preprocessing_of
     from ..models.checkpoint_io import load_model
     from ..models.complexity import measure_complexity
@@ -196,7 +239,7 @@ def bench_pytorch(checkpoint: Path, cfg: BenchConfig, batches: list[int], iterat
     c = measure_complexity(model)
     size_mib = checkpoint.stat().st_size / 2**20
     rows = []
-    for batch in batches:
+    for batch in batches if one_step else []:
         reset_peak_rss()
         bundle = checkpoint_bundle(model, payload, checkpoint, TorchRunner(model))
         lat, n = time_pipeline(bundle, batch, cfg.warmup, cfg.iterations, cfg.seconds, cfg.frame_hw)
@@ -240,3 +283,62 @@ def add_relative_numbers(rows: list[Row]) -> None:
                 r.speedup_vs[it.name] = it.latency_ms["inference"]["mean"] / r.latency_ms["inference"]["mean"] * r.batch
         if fp32 is not None and r.accuracy and fp32.accuracy:
             r.accuracy_delta_vs_fp32 = {k: r.accuracy[k] - fp32.accuracy[k] for k in r.accuracy}
+
+
+def bench_interleaved(bundles: list[Path], checkpoint: Path | None, cfg: BenchConfig, batches: list[int],
+                      gflop: float | None = None) -> tuple[list[Row], list[Row]]:
+    """The latency rows of ``bundles`` and of ``checkpoint``'s PyTorch eager one-step (each batch size)
+    timed **in turns**: all are opened and warmed up, then ``cfg.rounds`` rounds each give every row
+    ``ceil(iterations / rounds)`` timed runs (and ``seconds / rounds`` at most), the order rotating
+    from round to round. On a machine whose load changes (another job starts, a CPU clocks down) the
+    change then falls on every row alike, and the ratios between rows stay what one run measures;
+    run one after another, the last rows could run under quite another load than the first.
+    Accuracy is measured after all the timing. Returns (bundle rows, PyTorch rows), in the order
+    given. Peak memory is the process's, of all the rows together: not given per row here."""
+    from contextlib import ExitStack
+
+    from ..data.framing import preprocessing_of
+    from ..models.checkpoint_io import load_model
+    from ..models.complexity import measure_complexity
+
+    rounds = max(1, cfg.rounds)
+    per_round = -(-cfg.iterations // rounds)
+    seconds = cfg.seconds / rounds if cfg.seconds is not None else None
+    note = f"interleaved: {rounds} rounds of {per_round}"
+    with ExitStack() as stack:
+        timed: list[tuple[Row, Bundle, PipelineTimer]] = []
+        for path in bundles:
+            bundle = stack.enter_context(load_bundle(path))
+            bundle.runner.activate()
+            meta = bundle.metadata
+            timed.append((bundle_row(path, meta, bundle.runner.runtime_precision, gflop), bundle,
+                          PipelineTimer(bundle, int(meta["input"]["batch"]), cfg.frame_hw)))
+        n_bundles = len(timed)
+        if checkpoint is not None:
+            model, payload = load_model(checkpoint)
+            c = measure_complexity(model)
+            size_mib = checkpoint.stat().st_size / 2**20
+            for batch in batches:
+                bundle = checkpoint_bundle(model, payload, checkpoint, TorchRunner(model))
+                timed.append((Row(f"pytorch eager one-step (b{batch})", "pytorch", "fp32", "fp32", batch, c.one_step_gflop, size_mib),
+                              bundle, PipelineTimer(bundle, batch, cfg.frame_hw)))
+        for _, _, timer in timed:
+            timer.run(cfg.warmup, record=False)
+        for r in range(rounds):
+            k = r % len(timed) if timed else 0
+            for _, _, timer in timed[k:] + timed[:k]:
+                timer.run(per_round, seconds)
+        rows = []
+        origin = min((t.started[0] for _, _, t in timed if t.started), default=0.0)
+        for i, (row, bundle, timer) in enumerate(timed):
+            lat = timer.latencies()
+            row.window_s = [round(timer.started[0] - origin, 3), round(timer.started[-1] - origin, 3)] if timer.started else None
+            _finish(row, lat, timer.count)
+            row.peak_rss_mib = None
+            row.note = "; ".join(filter(None, [tiling_note(bundle, cfg.frame_hw, lat), note]))
+            if i < n_bundles:
+                _bundle_accuracy(row, bundle, cfg)
+            elif i == n_bundles:  # the first batch size, as bench_pytorch does
+                row.accuracy = _accuracy(bundle.runner, preprocessing_of(model.config, payload), cfg, cfg.eval_limit)
+            rows.append(row)
+    return rows[:n_bundles], rows[n_bundles:]

@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError
 from ..paths import check_apart, check_results_dir, fresh_output_dir
-from .benchmark import BenchConfig, Row, add_relative_numbers, bench_bundle, bench_pytorch
+from .benchmark import BenchConfig, Row, add_relative_numbers, bench_bundle, bench_interleaved, bench_pytorch
 from .machine import describe_machine
 from .report import write_outputs
 from .throughput import openvino_throughput
@@ -31,7 +31,8 @@ def run_bench(bundles: Sequence[Path], checkpoint: Path | None, cfg: BenchConfig
     in ``batches``, a list or ``"1,4"``; the paper's iterative rows with ``iterative``); with
     ``throughput`` also a throughput row per OpenVINO bundle. ``out_dir`` is checked before any
     timing (never an input, an earlier results folder only with ``overwrite``), then holds the
-    results. ``log``: a line as each bundle (or the checkpoint) starts. Returns the result
+    results. ``cfg.rounds`` > 1: the latency rows are timed in turns (:func:`bench_interleaved`), the
+    throughput and iterative rows after them. ``log``: a line as each bundle (or the checkpoint) starts. Returns the result
     (``machine``, ``config``, ``rows``) and the paths written."""
     if not bundles and checkpoint is None:
         raise ConfigError("give bundle folders and/or --checkpoint")
@@ -47,15 +48,23 @@ def run_bench(bundles: Sequence[Path], checkpoint: Path | None, cfg: BenchConfig
 
         gflop = measure_complexity(load_model(checkpoint)[0]).one_step_gflop
     rows: list[Row] = []
-    for b in bundles:
-        log(f"bench {b} ...")
-        rows.append(bench_bundle(b, cfg, gflop))
+    if cfg.rounds > 1:
+        log(f"bench {len(bundles) + (len(batches) if checkpoint is not None else 0)} latency rows in turns, {cfg.rounds} rounds ...")
+        bundle_rows, torch_rows = bench_interleaved(list(bundles), checkpoint, cfg, batches, gflop)
+    for i, b in enumerate(bundles):
+        if cfg.rounds > 1:
+            rows.append(bundle_rows[i])
+        else:
+            log(f"bench {b} ...")
+            rows.append(bench_bundle(b, cfg, gflop))
         if throughput and (row := openvino_throughput(b, cfg, gflop)) is not None:
             row.accuracy = rows[-1].accuracy  # the same model on the same data
             rows.append(row)
     if checkpoint is not None:
         log(f"bench PyTorch reference rows for {checkpoint} ...")
-        rows += bench_pytorch(checkpoint, cfg, batches, iterative)
+        if cfg.rounds > 1:
+            rows += torch_rows
+        rows += bench_pytorch(checkpoint, cfg, batches, iterative, one_step=cfg.rounds <= 1)
     add_relative_numbers(rows)
     result = {"machine": describe_machine(), "config": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
               "rows": [r.to_dict() for r in rows]}

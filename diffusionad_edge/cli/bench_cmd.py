@@ -17,6 +17,9 @@ def bench(
     iterations: int = typer.Option(30, min=1, help="Timed iterations per row (after warm-up)."),
     seconds: Optional[float] = typer.Option(None, min=0.1, help="Or stop a row after this many seconds."),
     warmup: int = typer.Option(3, min=0, help="Untimed warm-up iterations."),
+    rounds: int = typer.Option(1, min=1, help="Time the latency rows (bundles, PyTorch one-step) in turns: N rounds of "
+                               "iterations/N each, the order rotating, so a change in machine load falls on every row alike "
+                               "(ratios between rows from one run). 1: one row after another."),
     batch: str = typer.Option("1", help="Batch sizes for the PyTorch rows, e.g. 1,4 (bundles use their fixed batch)."),
     iterative: bool = typer.Option(True, help="Add the paper's iterative rows (DDPM from t_b, DDIM 30) for the checkpoint."),
     iterative_iterations: int = typer.Option(1, min=1, help="Timed runs of each iterative row (they are slow)."),
@@ -37,7 +40,7 @@ def bench(
     from ..bench.report import COLUMNS, COMPACT_COLUMNS, row_cells
     from ..bench.run import run_bench
 
-    cfg = BenchConfig(warmup=warmup, iterations=iterations, seconds=seconds, iterative_iterations=iterative_iterations,
+    cfg = BenchConfig(warmup=warmup, iterations=iterations, seconds=seconds, iterative_iterations=iterative_iterations, rounds=rounds,
                       iterative_start=iterative_start, iterative_eval_limit=iterative_eval_limit,
                       eval_data=eval_data, eval_category=eval_category, eval_limit=eval_limit)
     result, paths = run_bench(bundles or [], checkpoint, cfg, batch, iterative, throughput, out_dir, overwrite, log=console.print)

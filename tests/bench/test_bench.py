@@ -100,3 +100,22 @@ def test_speedups_come_from_measured_times():
     rows[1].latency_ms["inference"]["mean"] = 8000.0
     add_relative_numbers(rows)
     assert rows[0].speedup_vs["pytorch DDPM from t=400"] == pytest.approx(800.0)
+
+
+def test_interleaved_rows_run_in_turns(bench_result, tiny_checkpoint, tiny_dataset, tmp_path):
+    """--rounds: every latency row gets its iterations in rounds, the rows' time windows overlap (they
+    ran in turns, not one after another), and the rest of the table is as without it."""
+    bundles = [bench_result.parent / "onnxruntime-cpu-int8", bench_result.parent / "openvino-cpu-fp32"]
+    res = subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", "bench", *map(str, bundles), "--checkpoint", str(tiny_checkpoint),
+                          "--iterations", "6", "--rounds", "3", "--warmup", "1", "--no-iterative", "--eval-data", str(tiny_dataset.path),
+                          "--eval-limit", "4", "--json", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)["rows"]
+    assert [r["name"] for r in rows] == ["onnxruntime-cpu int8", "openvino-cpu fp32", "pytorch eager one-step (b1)"]
+    for r in rows:
+        assert r["iterations"] == 6 and "interleaved: 3 rounds of 2" in r["note"] and r["peak_rss_mib"] is None
+        assert set(r["accuracy"]) == {"image_auroc", "pixel_auroc", "pixel_ap", "aupro"}
+    windows = [r["window_s"] for r in rows]
+    # each row's first timed run comes before every other row's last one: the windows overlap
+    assert all(a[0] < b[1] for a in windows for b in windows if a is not b), windows
+    assert rows[0]["speedup_vs_pytorch_fp32"] > 0 and rows[2]["speedup_vs_pytorch_fp32"] == pytest.approx(1.0)
