@@ -60,6 +60,8 @@ def run_bench(bundles: Sequence[Path], checkpoint: Path | None, cfg: BenchConfig
         if throughput and (row := openvino_throughput(b, cfg, gflop)) is not None:
             row.accuracy = rows[-1].accuracy  # the same model on the same data
             rows.append(row)
+    _name_apart([r for r in rows if r.mode == "latency"], bundles)
+    _name_apart([r for r in rows if r.mode == "throughput"], bundles)
     if checkpoint is not None:
         log(f"bench PyTorch reference rows for {checkpoint} ...")
         if cfg.rounds > 1:
@@ -69,3 +71,12 @@ def run_bench(bundles: Sequence[Path], checkpoint: Path | None, cfg: BenchConfig
     result = {"machine": describe_machine(), "config": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
               "rows": [r.to_dict() for r in rows]}
     return result, write_outputs(result, fresh_output_dir(out_dir, "dae bench"))
+
+
+def _name_apart(rows: list[Row], bundles: Sequence[Path]) -> None:
+    """Bundle rows of the same target and precision (two models, or two exports of one) get their
+    folder's name in the row name, so the table tells them apart. ``rows``: one per bundle, in order."""
+    names = [r.name for r in rows]
+    for row, path in zip(rows, bundles):
+        if names.count(row.name) > 1:
+            row.name = f"{row.name} ({Path(path).name})"

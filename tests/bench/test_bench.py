@@ -119,3 +119,16 @@ def test_interleaved_rows_run_in_turns(bench_result, tiny_checkpoint, tiny_datas
     # each row's first timed run comes before every other row's last one: the windows overlap
     assert all(a[0] < b[1] for a in windows for b in windows if a is not b), windows
     assert rows[0]["speedup_vs_pytorch_fp32"] > 0 and rows[2]["speedup_vs_pytorch_fp32"] == pytest.approx(1.0)
+
+
+def test_rows_of_the_same_target_and_precision_are_named_apart(bench_result, tmp_path):
+    bundle = bench_result.parent / "onnxruntime-cpu-int8"
+    import shutil
+
+    twin = tmp_path / "retrained-int8"
+    shutil.copytree(bundle, twin)
+    res = subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", "bench", str(bundle), str(twin), "--iterations", "2",
+                          "--warmup", "0", "--json", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    names = [r["name"] for r in json.loads(res.stdout)["rows"]]
+    assert names == ["onnxruntime-cpu int8 (onnxruntime-cpu-int8)", "onnxruntime-cpu int8 (retrained-int8)"]
