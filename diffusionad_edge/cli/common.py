@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -89,6 +89,22 @@ def progress_bar(description: str, total: int, extra: bool = True) -> Iterator[P
     with _LoggedProgress(*columns, console=console, transient=False) as progress:
         progress.add_task(description, total=total, info="")
         yield progress
+
+
+@contextmanager
+def bars(label: str, total: int, with_info: bool = True) -> Iterator[Callable[..., None]]:
+    """:func:`progress_bar` for a library job (:class:`~diffusionad_edge.progress.Bars`): yields its
+    ``update(completed, info=None)``."""
+    with progress_bar(label, total, extra=with_info) as bar:
+        task = bar.task_ids[0]
+
+        def update(completed: float, info: str | None = None) -> None:
+            if info is None:
+                bar.update(task, completed=completed)
+            else:
+                bar.update(task, completed=completed, info=info)
+
+        yield update
 
 
 def print_eval_table(res: dict, title: str) -> None:
