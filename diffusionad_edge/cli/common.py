@@ -1,17 +1,14 @@
-"""Shared CLI plumbing: the console, dataset resolution and progress bars."""
+"""Shared CLI plumbing: the consoles, tables and progress bars."""
 
 from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..data.builtin import open_dataset as _open_dataset
-from ..data.mvtec import MVTecCategory
 from ..files import fmt
 
 console = Console(stderr=True)
@@ -52,11 +49,6 @@ def rounded(value, digits: int = 3):
 def plural(n: int, word: str) -> str:
     """``"1 image"``, ``"2 images"``."""
     return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def open_dataset(data: Path | None, category: str | None) -> MVTecCategory:
-    """The user's MVTec-layout folder, or the built-in dataset (see :func:`..data.builtin.open_dataset`)."""
-    return _open_dataset(data, category, log=console.print)
 
 
 class _LoggedProgress(Progress):
