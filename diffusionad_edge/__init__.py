@@ -8,9 +8,26 @@ first use, so a device install without PyTorch can use the runtime names)::
     with open_bundle("exports/bottle-openvino-cpu-int8") as bundle:
         result = bundle.predict("part.png")
 
+Each ``dae`` verb is one of these calls (the verb parses its options, calls it and prints)::
+
+    dae train     train_model(TrainOptions(...))
+    dae eval      evaluate_checkpoint(...); with --noise-study: study_noise(...)
+    dae info      describe_model(...)
+    dae export    export_bundle(ExportOptions(...)); with --refit-threshold: refit_thresholds(...)
+    dae run       run_on_line(model, [SourceSpec(...)], RunOptions(...))
+    dae serve     serve_bundle(...)
+    dae predict   predict_images(...)
+    dae bench     run_bench(bundles, checkpoint, BenchConfig(...))
+    dae demo      run_demo(DemoOptions(...))
+
 Runtime (device side): :func:`open_bundle`, :func:`load_bundle`, :func:`run_stream` with
-:class:`RunOptions`, :func:`predict_files`. Workstation side (``[train]`` extra):
-:func:`load_model`, :func:`open_dataset`, :func:`preset`, :class:`TrainConfig`, :class:`Trainer`.
+:class:`RunOptions`, :func:`predict_files`, :func:`predict_images`, :func:`run_on_line` with
+:class:`SourceSpec`, :func:`serve_bundle`, :func:`refit_thresholds`. Workstation side (``[train]``
+extra): :func:`load_model`, :func:`open_dataset`, :func:`preset`, :class:`TrainConfig`,
+:class:`Trainer`, :func:`train_model` with :class:`TrainOptions`, :func:`evaluate_checkpoint`,
+:func:`study_noise`, :func:`describe_model`, :func:`export_bundle` with :class:`ExportOptions`,
+:func:`run_bench` with :class:`BenchConfig` (its bundle rows also run on a device),
+:func:`run_demo` with :class:`DemoOptions`.
 """
 
 from __future__ import annotations
@@ -27,11 +44,27 @@ _PUBLIC = {
     "run_stream": ".runtime.live",
     "RunOptions": ".runtime.live",
     "predict_files": ".runtime.predict",
+    "predict_images": ".runtime.predict",
+    "run_on_line": ".runtime.line.run",
+    "SourceSpec": ".runtime.line.multisource",
+    "serve_bundle": ".runtime.line.serve",
+    "refit_thresholds": ".runtime.refit",
     "load_model": ".models.checkpoint_io",
+    "describe_model": ".models.complexity",
     "open_dataset": ".data.builtin",
     "preset": ".config",
     "TrainConfig": ".config",
     "Trainer": ".train.trainer",
+    "train_model": ".train.job",
+    "TrainOptions": ".train.job",
+    "evaluate_checkpoint": ".evaluate.run",
+    "study_noise": ".evaluate.run",
+    "export_bundle": ".export.pipeline",
+    "ExportOptions": ".export.job",
+    "run_bench": ".bench.run",
+    "BenchConfig": ".bench.benchmark",
+    "run_demo": ".demo.run",
+    "DemoOptions": ".demo.run",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -1,11 +1,16 @@
-"""What the CPU this process runs on can do, read at run time (machines here differ: AVX2 only,
-AVX-512 with VNNI/BF16, AMX), and the training precision that follows from it."""
+"""What the machine this process runs on can do, read at run time (machines here differ: AVX2 only,
+AVX-512 with VNNI/BF16, AMX; a CUDA GPU or not), the device a run trains or evaluates on, and the
+training precision that follows from them."""
 
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 #: Precisions ``dae train --precision`` accepts.
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -57,3 +62,25 @@ def resolve_train_precision(
             "flag): it would be emulated and slower; use --precision fp32"
         )
     return requested
+
+
+def resolve_device(name: str = "auto") -> "torch.device":
+    """The PyTorch device a run trains or evaluates on: ``auto`` picks CUDA, then Apple MPS, then CPU.
+    (Training and evaluation both ask, so it lives here rather than under either.)"""
+    import torch  # when a run starts, not when this module is imported
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but this PyTorch build sees no CUDA GPU")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("--device mps asked for, but MPS is not available here")
+    return device

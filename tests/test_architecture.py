@@ -8,6 +8,10 @@ sub-packages (``runtime``, ``export``, ``models``, ...; single modules such as `
 arrows between its rooms: ``runtime.backends`` (the runners and the table of backends),
 ``runtime.line`` (live view, MQTT, ``dae serve``, several cameras) and ``runtime`` itself (the frame
 path: bundle, thresholds, sources, run loop, overlay, predict).
+
+The command line is the top of the graph: no package imports ``cli``, and only ``cli`` imports the
+command-line toolkits (typer, click, rich), so each verb's work is a library function a Python user
+calls without them (each one is also called from Python by its own test).
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ ROOM_FORBIDDEN = {("runtime.backends", "runtime.line"): "the backends never impo
                   ("runtime.backends", "runtime"): "the backends never import the frame path",
                   ("runtime", "runtime.line"): "the frame path never imports the line package",
                   ("runtime.line", "runtime.backends"): "the line package never imports a backend (it runs the bundle)"}
+
+
+#: the command-line toolkits: imported by cli/ only
+CLI_TOOLKITS = ("typer", "click", "rich")
 
 
 def _unit(module: str) -> str | None:
@@ -236,6 +244,67 @@ def test_negative_control_on_parsed_source(tmp_path, monkeypatch):
     monkeypatch.setitem(globals(), "ROOT", fake_root)
     problems = violations(package_edges())
     assert any("runtime -> export" in p for p in problems)
+
+
+def _toolkit_imports(path: Path) -> list[str]:
+    """The command-line toolkits (:data:`CLI_TOOLKITS`) that ``path`` imports, lazily or not."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.append(node.module)
+    return [name for name in found if name.split(".")[0] in CLI_TOOLKITS]
+
+
+def cli_violations() -> list[str]:
+    """Library modules (everything outside cli/, the package root included) that import cli/ or a
+    command-line toolkit."""
+    problems = [f"forbidden import {a} -> cli in {', '.join(sorted(set(files)))}"
+                for (a, b), files in package_edges().items() if b == "cli"]
+    for path in sorted(ROOT.rglob("*.py")):
+        if _unit(".".join(path.relative_to(ROOT.parent).with_suffix("").parts)) == "cli":
+            continue
+        problems += [f"{path.relative_to(ROOT.parent)} imports {name} (only cli/ may)" for name in _toolkit_imports(path)]
+    return problems
+
+
+def test_the_library_never_imports_the_command_line():
+    assert cli_violations() == []
+
+
+def test_negative_control_library_importing_the_command_line(tmp_path, monkeypatch):
+    """A library module importing typer (lazily), rich, or a cli module is caught; cli/ itself may."""
+    monkeypatch.setitem(globals(), "ROOT", _fake_tree(tmp_path, {
+        "evaluate/bad.py": "def f():\n    import typer\n",
+        "train/bad.py": "from rich.table import Table\n",
+        "demo/bad.py": "def f():\n    from ..cli.common import console\n",
+        "cli/common.py": "import typer\nfrom rich.console import Console\n",
+        "cli/eval_cmd.py": "from ..evaluate import bad\n"}))
+    assert sorted(cli_violations()) == [
+        "diffusionad_edge/evaluate/bad.py imports typer (only cli/ may)",
+        "diffusionad_edge/train/bad.py imports rich.table (only cli/ may)",
+        "forbidden import demo -> cli in diffusionad_edge/demo/bad.py",
+    ]
+
+
+#: each verb -> the library function it calls (public at the package top)
+VERB_CALLS = {"train": "train_model", "eval": "evaluate_checkpoint", "info": "describe_model", "export": "export_bundle",
+              "run": "run_on_line", "serve": "serve_bundle", "predict": "predict_images", "bench": "run_bench",
+              "demo": "run_demo"}
+
+
+def _calls(path: Path) -> set[str]:
+    """Names of the functions ``path`` calls (``f(...)`` and ``x.f(...)``)."""
+    tree = ast.parse(path.read_text(), str(path))
+    return {n.func.id if isinstance(n.func, ast.Name) else n.func.attr
+            for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, (ast.Name, ast.Attribute))}
+
+
+def test_each_verb_calls_its_public_library_function():
+    for verb, function in VERB_CALLS.items():
+        assert function in diffusionad_edge.__all__, function
+        assert function in _calls(ROOT / "cli" / f"{verb}_cmd.py"), (verb, function)
 
 
 def test_public_api_is_lazy_and_complete():

@@ -2,7 +2,7 @@
 
 import json
 
-from diffusionad_edge.demo import score_decisions
+from diffusionad_edge.demo.line import score_decisions
 
 
 def test_decisions_are_split_into_caught_missed_and_false_alarms(tmp_path):
@@ -15,7 +15,7 @@ def test_decisions_are_split_into_caught_missed_and_false_alarms(tmp_path):
 
 def test_training_note_agrees_with_the_test_metrics_beside_it():
     """The report once opened with 'under-trained ... 0.833 (< 0.9)' above a table of image AUROC 1.000."""
-    from diffusionad_edge.demo import training_note
+    from diffusionad_edge.demo.report import training_note
 
     assert training_note(0.95, 0.5, 200) is None and training_note(None, 0.5, 200) is None
     low_check = training_note(0.833, 1.0, 200)
@@ -23,3 +23,37 @@ def test_training_note_agrees_with_the_test_metrics_beside_it():
     both_low = training_note(0.833, 0.61, 200)
     assert both_low.startswith("**Under-trained model:**") and "0.833" in both_low and "0.610" in both_low
     assert training_note(0.8, float("nan"), 60).startswith("**Under-trained model:**")
+
+
+def test_run_demo_checks_its_folder_before_any_work(tmp_path):
+    """``dae demo`` as a library call: run_demo refuses a folder it may not fill before anything is
+    said or written. (The whole run, through the same function, is tests/cli/test_cli.py's demo test:
+    a second one here would double minutes of test time.)"""
+    import pytest
+
+    from diffusionad_edge.demo.run import DemoOptions, DemoReporter, run_demo
+    from diffusionad_edge.paths import MARKER, OutputPathError
+
+    said: list[str] = []
+
+    class Recording(DemoReporter):
+        def section(self, title: str) -> None:
+            said.append(title)
+
+        def log(self, message: str) -> None:
+            said.append(message)
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("a user's file")
+    for overwrite in (False, True):  # --overwrite replaces only a folder dae wrote
+        with pytest.raises(OutputPathError, match="not written by dae"):
+            run_demo(DemoOptions(out=mine, fast=True, overwrite=overwrite), Recording())
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / MARKER).write_text("{}")
+    (earlier / "report.md").write_text("an earlier demo's report")
+    with pytest.raises(OutputPathError, match="earlier run"):
+        run_demo(DemoOptions(out=earlier, fast=True), Recording())
+    assert said == [] and [p.name for p in mine.iterdir()] == ["notes.txt"]
+    assert (earlier / "report.md").read_text() == "an earlier demo's report"

@@ -24,8 +24,8 @@ def parse_batches(batch: str) -> list[int]:
         raise ConfigError(f"--batch must be comma-separated integers (got {batch!r})") from None
 
 
-def run_bench(bundles: Sequence[Path], checkpoint: Path | None, cfg: BenchConfig, batches: Sequence[int] | str = (1,),
-              iterative: bool = True, throughput: bool = False, out_dir: Path = Path("bench_out"), overwrite: bool = False,
+def run_bench(bundles: Sequence[str | Path], checkpoint: str | Path | None, cfg: BenchConfig, batches: Sequence[int] | str = (1,),
+              iterative: bool = True, throughput: bool = False, out_dir: str | Path = Path("bench_out"), overwrite: bool = False,
               log: Callable[[str], None] = print) -> tuple[dict[str, Any], dict[str, Path]]:
     """Benchmark ``bundles`` and, with ``checkpoint``, its PyTorch reference rows (one per batch size
     in ``batches``, a list or ``"1,4"``; the paper's iterative rows with ``iterative``); with
@@ -34,6 +34,9 @@ def run_bench(bundles: Sequence[Path], checkpoint: Path | None, cfg: BenchConfig
     results. ``cfg.rounds`` > 1: the latency rows are timed in turns (:func:`bench_interleaved`), the
     throughput and iterative rows after them. ``log``: a line as each bundle (or the checkpoint) starts. Returns the result
     (``machine``, ``config``, ``rows``) and the paths written."""
+    # a script's strings as well as the CLI's paths
+    bundles, out_dir = [Path(b) for b in bundles], Path(out_dir)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
     if not bundles and checkpoint is None:
         raise ConfigError("give bundle folders and/or --checkpoint")
     # before minutes of timing

@@ -1,17 +1,14 @@
-"""Shared CLI plumbing: the console, dataset resolution and progress bars."""
+"""Shared CLI plumbing: the consoles, tables and progress bars."""
 
 from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..data.builtin import open_dataset as _open_dataset
-from ..data.mvtec import MVTecCategory
 from ..files import fmt
 
 console = Console(stderr=True)
@@ -54,11 +51,6 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def open_dataset(data: Path | None, category: str | None) -> MVTecCategory:
-    """The user's MVTec-layout folder, or the built-in dataset (see :func:`..data.builtin.open_dataset`)."""
-    return _open_dataset(data, category, log=console.print)
-
-
 class _LoggedProgress(Progress):
     """A progress bar that, when stderr is not a terminal (CI, nohup, a log file), also prints a
     plain line every ``interval`` seconds: rich alone would print nothing until the end."""
@@ -89,6 +81,22 @@ def progress_bar(description: str, total: int, extra: bool = True) -> Iterator[P
     with _LoggedProgress(*columns, console=console, transient=False) as progress:
         progress.add_task(description, total=total, info="")
         yield progress
+
+
+@contextmanager
+def bars(label: str, total: int, with_info: bool = True) -> Iterator[Callable[..., None]]:
+    """:func:`progress_bar` for a library job (:class:`~diffusionad_edge.progress.Bars`): yields its
+    ``update(completed, info=None)``."""
+    with progress_bar(label, total, extra=with_info) as bar:
+        task = bar.task_ids[0]
+
+        def update(completed: float, info: str | None = None) -> None:
+            if info is None:
+                bar.update(task, completed=completed)
+            else:
+                bar.update(task, completed=completed, info=info)
+
+        yield update
 
 
 def print_eval_table(res: dict, title: str) -> None:

@@ -8,10 +8,8 @@ from typing import Optional
 import typer
 
 from ..config import MODES
-from ..errors import ConfigError
-from ..files import to_json, write_json
-from ..paths import OVERWRITE_HINT, check_apart, check_output_file
-from .common import console, open_dataset, out, print_eval_table, progress_bar
+from ..files import to_json
+from .common import bars, console, out, print_eval_table
 
 
 def evaluate_cmd(
@@ -30,48 +28,24 @@ def evaluate_cmd(
                                               "the metrics and the image score; 0: the raw map. Default: the checkpoint's own."),
 ) -> None:
     """Evaluate a checkpoint on the test split; prints a table, optionally writes JSON."""
-    from ..data.framing import preprocessing_of
-    from ..evaluate.evaluator import evaluate
-    from ..models.checkpoint_io import load_model
-    from ..runtime.backends.torch import TorchRunner
-    from ..train.trainer import resolve_device
+    from ..evaluate.run import check_mode, evaluate_checkpoint, study_noise
 
-    if mode not in MODES:
-        raise ConfigError(f"--mode must be one of {', '.join(MODES)} (got {mode!r})")
     to_stdout = json_out is not None and str(json_out) == "-"
-    if json_out is not None and not to_stdout:
-        # before the evaluation, not after it
-        check_apart(json_out, "results file (--json)", [("the checkpoint", checkpoint), ("the data", data)])
-        check_output_file(json_out, "results file (--json)", overwrite=overwrite, hint=OVERWRITE_HINT)
-    model, payload = load_model(checkpoint)
-    if map_sigma is not None:
-        model.set_map_sigma(map_sigma)
-    if data is None and category is None:
-        trained_on = payload.get("data", {}).get("root")
-        data = Path(trained_on) if trained_on else None
-    dataset = open_dataset(data, category)
+    results_file = None if to_stdout else json_out
     if noise_study:
-        from ..evaluate.noise_study import noise_study as run_study
-
-        study = run_study(model, dataset, noise_study, resolve_device(device), limit, progress=lambda m: console.print(m))
-        study.update({"checkpoint": str(checkpoint), "dataset": str(dataset.path)})
+        check_mode(mode)  # not used by the study, but still checked as without --noise-study
+        study = study_noise(checkpoint, noise_study, data, category, device, limit, map_sigma, results_file, overwrite,
+                            log=lambda m: console.print(m))
         out.print_json(to_json(study, indent=None))
-        if json_out is not None and not to_stdout:
-            write_json(json_out, study)
         return
-    predict = TorchRunner(model, resolve_device(device), mode, ddim_steps)
-    with progress_bar(f"eval {mode}", len(dataset.test_samples) if limit is None else min(limit, len(dataset.test_samples)), extra=False) as bar:
-        result = evaluate(dataset, predict, preprocessing_of(model.config, payload), batch_size,
-                          progress=lambda done, total: bar.update(bar.task_ids[0], completed=done), limit=limit)
-    result.extra.update({"checkpoint": str(checkpoint), "dataset": str(dataset.path), "mode": mode,
-                         "map_sigma": model.config.diffusion.map_sigma,
-                         "preset": model.config.preset, "step": payload.get("step")})
+    result = evaluate_checkpoint(checkpoint, data, category, mode, ddim_steps, device, batch_size, limit, map_sigma,
+                                 results_file, overwrite, log=console.print, bars=bars).to_dict()
     if to_stdout:
-        print(to_json(result.to_dict()))
+        print(to_json(result))
         return
-    sigma = model.config.diffusion.map_sigma
-    print_eval_table(result.to_dict(), f"{dataset.name}: {model.config.preset} @ step {payload.get('step')}, {mode}, "
-                                       f"{f'map blurred (sigma {sigma:g} px)' if sigma else 'raw map'}")
+    sigma = result["map_sigma"]
+    name = Path(result["dataset"]).resolve().name  # the dataset's name, as MVTecCategory.name
+    print_eval_table(result, f"{name}: {result['preset']} @ step {result['step']}, {mode}, "
+                             f"{f'map blurred (sigma {sigma:g} px)' if sigma else 'raw map'}")
     if json_out is not None:
-        write_json(json_out, result.to_dict())
         console.print(f"results written to {json_out}")

@@ -9,12 +9,11 @@ from typing import Optional
 
 import typer
 
-from ..config import PRESETS, RECOMMENDED_TRAINING, ModelConfig, TrainConfig, preset as get_preset
-from ..errors import ConfigError, DaeError
+from ..config import PRESETS, RECOMMENDED_TRAINING, TrainConfig
 from ..hardware import TRAIN_PRECISIONS
-from ..paths import check_output_dir
-from ..train.queue import SUMMARY_NAME, failure_error, is_queue, queue_categories, run_queue, write_summary
-from .common import console, open_dataset, print_table, progress_bar
+from ..train.job import DEFAULT_OUT, OptionError, RankStopped, TrainOptions, train_model
+from ..train.queue import is_queue
+from .common import bars, console, print_table
 
 _DEFAULTS = TrainConfig()
 
@@ -86,128 +85,26 @@ def train(
         hint = "" if is_queue(category) else f"{out or DEFAULT_OUT} (continue with --resume)"
         launch(nproc, _forwarded_args(ctx, skip={"nproc"}), checkpoint_hint=hint)
         return
-    from ..train import distributed
-    from ..train.trainer import Trainer, TrainingInterrupted, resolve_device
-
     try:
-        snapshots = tuple(float(m) * 60 for m in snapshot_minutes.split(",") if m.strip())
+        snapshots = tuple(float(m) for m in snapshot_minutes.split(",") if m.strip())
     except ValueError:
         raise typer.BadParameter(f"not a comma-separated list of minutes: {snapshot_minutes!r}", param_hint="--snapshot-minutes") from None
-    model_config, prep = _input_layout(get_preset(preset), input_size, roi, tile, tile_overlap, tile_blend)
-    if resume is not None and (input_size or roi or tile):
-        raise ConfigError("--input-size, --roi and --tile are fixed by the checkpoint being resumed; leave them out with --resume")
-    given = dict(
-        batch_size=batch_size, lr_denoiser=lr_denoiser, lr_segmenter=lr_segmenter, timesteps=timesteps,
-        lr_schedule=lr_schedule, warmup_steps=warmup_steps, synthesis=synthesis, crop_size=crop_size,
-        dice_weight=dice_weight,
+    opts = TrainOptions(
+        data=data, category=category, preset=preset, out=out, steps=steps, minutes=minutes, batch_size=batch_size,
+        lr_denoiser=lr_denoiser, lr_segmenter=lr_segmenter, seed=seed, device=device, amp=amp, precision=precision,
+        timesteps=timesteps, t_jitter=t_jitter, ema_decay=ema_decay, lr_schedule=lr_schedule, warmup_steps=warmup_steps,
+        synthesis=synthesis, dice_weight=dice_weight, crop_size=crop_size, overwrite=overwrite, snapshot_minutes=snapshots,
+        resume=resume, init=init, add_normals=add_normals, textures=textures, foreground=foreground,
+        foreground_masks=foreground_masks, val_fraction=val_fraction, checkpoint_every=checkpoint_every,
+        checkpoint_minutes=checkpoint_minutes, workers=workers, input_size=input_size, roi=roi, tile=tile,
+        tile_overlap=tile_overlap, tile_blend=tile_blend, dist_timeout=dist_timeout,
     )
-    recipe = {**RECOMMENDED_TRAINING.get(preset, {}), **{k: v for k, v in given.items() if v is not None}}
-    if recipe.get("crop_size") == 0 or (recipe.get("crop_size") or 0) >= min(model_config.input_hw):
-        recipe["crop_size"] = None
-    cfg = TrainConfig(
-        steps=resolve_steps(steps, minutes), seed=seed, val_fraction=val_fraction, foreground=foreground,
-        textures=str(textures) if textures else None,
-        foreground_masks=str(foreground_masks) if foreground_masks else None,
-        checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes, num_workers=workers, amp=amp, precision=precision,
-        t_jitter=t_jitter, ema_decay=ema_decay, **recipe,
-    ).validate()
-    budget = None if minutes is None else minutes * 60
-    queue = is_queue(category)
-    if queue:
-        if data is None:
-            raise typer.BadParameter("a queue of categories needs --data ROOT (an MVTec-layout folder)", param_hint="--category")
-        if resume is not None:
-            raise typer.BadParameter("a queue resumes each interrupted category by itself; leave --resume out", param_hint="--resume")
-        if init is not None or add_normals is not None:
-            raise typer.BadParameter("--init and --add-normals train one category at a time; give --category NAME",
-                                     param_hint="--init/--add-normals")
-        out_dir = out if out is not None else Path("runs")
-        if out_dir.suffix == ".pt":
-            raise typer.BadParameter(f"with several categories --out is a folder (each goes to <folder>/<category>.pt), not {out_dir}", param_hint="--out")
-        check_output_dir(out_dir, "checkpoint folder")
-        names = queue_categories(data, category)
-
-    # Under torchrun: one process of several (the environment says which); otherwise the only one.
-    under_torchrun = distributed.launched_by_torchrun()
-    dev = resolve_device(distributed.rank_device(device, int(os.environ.get("LOCAL_RANK", 0))) if under_torchrun else device)
-    job = distributed.init_from_env(dev, dist_timeout)
-    if not job.is_main:
-        console.quiet = True  # rank 0 speaks for the job
     try:
-        if job.active:
-            console.print(
-                f"distributed: {job.world_size} processes ({job.backend}), global batch "
-                f"{cfg.batch_size} = {job.world_size} x {cfg.batch_size // job.world_size} per process, "
-                f"learning rates as for one process (the global batch is --batch-size); rank 0 writes the checkpoint"
-            )
-
-        def train_one(name: str | None, path: Path, resume_from: Path | None, replace: bool):
-            dataset = open_dataset(data, name)
-            trainer = Trainer(model_config, cfg, dataset, path, device=str(dev), resume=resume_from, overwrite=replace, dist=job,
-                              preprocessing=prep, init=init, add_normals=add_normals)
-            _announce(trainer, dataset, cfg.steps, minutes)
-            return _fit(trainer, cfg.batch_size, budget, snapshots)
-
-        if not queue:
-            result = train_one(category, out or DEFAULT_OUT, resume, overwrite)
-            val = result.validation
-            if val.get("synthetic_image_auroc") is not None:
-                console.print(f"held-out normals vs synthetic anomalies: image AUROC {val['synthetic_image_auroc']:.3f} (not the test set)")
-            console.print(f"checkpoint: {result.checkpoint} (step {result.step})")
-            return
-
-        def queue_one(name: str, path: Path, resume_it: bool):
-            result = train_one(name, path, path if resume_it else None, overwrite)
-            return result.step, result.train_seconds / 60, result.validation.get("synthetic_image_auroc")
-
-        outcomes = run_queue(
-            names, out_dir, queue_one, cfg.steps, minutes, overwrite, log=console.print,
-            is_fatal=lambda exc: job.active and distributed.is_distributed_failure(exc),
-        )
-        summary = out_dir / SUMMARY_NAME
-        if job.is_main:
-            write_summary(outcomes, summary)
-            _print_summary(outcomes)
-            console.print(f"summary: {summary}")
-        failed = failure_error(outcomes, summary)
-        if failed is not None:
-            raise failed
-    except TrainingInterrupted:
-        if not job.is_main:
-            raise typer.Exit(TrainingInterrupted.exit_code) from None  # rank 0 says where it saved
-        raise
-    except Exception as exc:
-        if job.active and distributed.is_distributed_failure(exc):
-            raise distributed.DistributedFailure(distributed.describe_failure(exc, job)) from None
-        if not job.is_main and isinstance(exc, DaeError):
-            raise typer.Exit(exc.exit_code) from None  # the same error on rank 0 says it once
-        raise
-    finally:
-        distributed.shutdown()
-
-
-DEFAULT_OUT = Path("runs/model.pt")
-
-#: ``--steps`` when only ``--minutes`` limits a run: a step count no run reaches, so the minutes end it.
-NO_STEP_LIMIT = 10**9
-
-
-def resolve_steps(steps: int | None, minutes: float | None) -> int:
-    """The run's step target: the user's ``--steps``; without it the default, unless ``--minutes``
-    is given, which is then the only limit (a time-boxed run is not silently cut at the default)."""
-    if steps is not None:
-        return steps
-    return NO_STEP_LIMIT if minutes is not None else _DEFAULTS.steps
-
-
-def describe_limits(start_step: int, steps: int, minutes: float | None) -> str:
-    """Which limit ends the run, for the header: steps, minutes, or whichever comes first."""
-    if minutes is None:
-        return f"steps {start_step}->{steps}"
-    if steps >= NO_STEP_LIMIT:
-        return f"from step {start_step} for {minutes:g} min of training (no step limit; the schedule spans the minutes)"
-    return (f"steps {start_step}->{steps} or {minutes:g} min of training, whichever comes first "
-            f"(the schedule spans the one that ends first)")
+        train_model(opts, log=console.print, bars=bars, summary=_print_summary)
+    except OptionError as exc:  # settled before anything runs: the option's error, as typer reports one
+        raise typer.BadParameter(str(exc), param_hint=exc.option) from None
+    except RankStopped as exc:
+        raise typer.Exit(exc.exit_code) from None  # another rank of the job: rank 0 says why, once
 
 
 def _check_global_batch(batch_size: int | None, preset: str, nproc: int) -> None:
@@ -241,54 +138,8 @@ def _forwarded_args(ctx: typer.Context, skip: set[str]) -> list[str]:
     return args
 
 
-def _announce(trainer, dataset, steps: int, minutes: float | None) -> None:
-    mc, tc = trainer.model.config, trainer.cfg
-    added = f" + {len(trainer.added_paths)} added normals" if trainer.added_paths else ""
-    console.print(
-        f"training preset [bold]{mc.preset}[/] ({trainer.preprocessing.describe()}) on {dataset.path} "
-        f"({len(trainer.train_paths)} train{added} / {len(trainer.val_paths)} held-out images) "
-        f"on {trainer.device} in {trainer.precision}, {describe_limits(trainer.step, steps, minutes)}"
-    )
-    if trainer.init is not None and trainer.resumed_world_size is None:
-        init = trainer.init
-        console.print(f"starting from the weights of {init['path']} ({init.get('category') or 'its data'}, step {init.get('step')}): "
-                      "a new run, its own schedule and optimiser state")
-    console.print(
-        f"recipe: batch {tc.batch_size}, crop {tc.crop_size or 'whole image'}, lr {tc.lr_denoiser:g}/{tc.lr_segmenter:g} "
-        f"({tc.lr_schedule}), timesteps {tc.timesteps}, synthesis {tc.synthesis}, EMA {tc.ema_decay:g}, "
-        f"dice weight {tc.dice_weight:g}"
-    )
-    written_by, now = trainer.resumed_world_size, trainer.dist.world_size
-    if written_by is not None and written_by != now:
-        console.print(
-            f"note: the checkpoint was written by {written_by} process{'es' if written_by > 1 else ''}, this run has {now}: the global "
-            f"batch and the samples of each step are the same, so training goes on where it stopped (equal to "
-            f"an uninterrupted run up to float rounding; bit-exact repeats need the same number of processes)"
-        )
-
-
-def _fit(trainer, batch_size: int, budget: float | None, snapshots: tuple[float, ...]):
-    # Only minutes limit the run: the bar counts training seconds, the info says the step.
-    by_time = budget is not None and trainer.cfg.steps >= NO_STEP_LIMIT
-    label, total = ("train (s)", int(budget)) if by_time and budget is not None else ("train", trainer.cfg.steps)
-    with progress_bar(label, total) as bar:
-        task = bar.task_ids[0]
-        bar.update(task, completed=trainer.train_seconds if by_time else trainer.step)
-        start = trainer.step
-
-        def report(step: int, total: int, losses: dict[str, float], elapsed: float) -> None:
-            rate = (step - start) * batch_size / max(elapsed, 1e-9)
-            info = (f"loss {losses['total']:.4f} (noise {losses['noise']:.4f} focal {losses['focal']:.4f} "
-                    f"l1 {losses['smooth_l1']:.4f} dice {losses['dice']:.3f}) {rate:.1f} img/s")
-            if by_time:
-                bar.update(task, completed=min(trainer.train_seconds, total), info=f"step {step} {info}")
-            else:
-                bar.update(task, completed=step, info=info)
-
-        return trainer.fit(report, time_budget_s=budget, snapshots_s=snapshots)
-
-
-def _print_summary(outcomes) -> None:
+def _print_summary(outcomes, summary: Path) -> None:
+    """A queue's outcomes as a table on stdout, and where its summary file is."""
     from rich.table import Table
 
     table = Table(title="categories")
@@ -298,19 +149,4 @@ def _print_summary(outcomes) -> None:
         row = o.row()
         table.add_row(row["category"], row["status"], str(row["steps"]), row["minutes"], row["heldout_auroc"], row["checkpoint"], row["error"])
     print_table(table)
-
-
-def _input_layout(model_config: ModelConfig, input_size: str | None, roi: str | None, tile: int | None,
-                  overlap: int, blend: str):
-    """The preset at the asked input size, and the preprocessing (ROI, tiles) stored with the model."""
-    from ..data.framing import Preprocessing, parse_input_size
-    from ..data.roi import parse_roi
-
-    if input_size and tile:
-        raise ConfigError("give --input-size or --tile, not both (a tiled model's input is the tile)")
-    hw = (tile, tile) if tile else parse_input_size(input_size) if input_size else None
-    if hw is not None:
-        model_config = model_config.with_input(hw).validate()
-    prep = Preprocessing(*model_config.input_hw, roi=parse_roi(roi) if roi else None, tile=tile,
-                         overlap=overlap if tile else 0, blend=blend, top_k=model_config.diffusion.top_k)
-    return model_config, prep
+    console.print(f"summary: {summary}")

@@ -90,7 +90,7 @@ def predict_files(bundle: Bundle, files: list[Path], out_dir: Path | None = None
     return report
 
 
-def predict_images(model: str | Path, paths: list[Path], out_dir: Path | None = None, backend: str | None = None,
+def predict_images(model: str | Path, paths: list[str | Path], out_dir: str | Path | None = None, backend: str | None = None,
                    threshold: float | None = None, roi: Roi | str | None = None, overwrite: bool = False,
                    max_image_mp: float | None = None, on_row: Callable[[dict[str, Any]], None] | None = None,
                    on_failure: Callable[[dict[str, str]], None] | None = None,
@@ -101,6 +101,8 @@ def predict_images(model: str | Path, paths: list[Path], out_dir: Path | None = 
     with ``overwrite``); ``threshold`` overrides the model's image threshold, ``roi`` (a :class:`Roi` or
     its ``x,y,w,h`` text) its region of interest; ``max_image_mp``: the largest image in megapixels (default from the model's input).
     ``warn``: told when the model has no image threshold (no decisions)."""
+    paths = [Path(p) for p in paths]  # a script's strings as well as the CLI's paths
+    out_dir = Path(out_dir) if out_dir is not None else None
     if out_dir is not None:
         inputs = [("the input", p) for p in input_paths(paths)] + [("the model", model)]
         check_apart(out_dir, "results folder (--out)", inputs)

@@ -10,7 +10,7 @@ of the weight average (EMA) that the checkpoint's ``model`` holds.
 Ctrl-C is taken at a step boundary (:mod:`.stopping`): the step in flight finishes, the checkpoint is
 written and the run stops, so ``--resume`` continues exactly as if it had never stopped. What each step
 draws and its learning rate are pure functions of seed and step (:mod:`.schedule`); the weight average
-lives in :mod:`.averaging`, the choice of device in :mod:`.device`.
+lives in :mod:`.averaging`, the choice of device in :mod:`..hardware`.
 
 With several processes (torchrun, see :mod:`.distributed`) each rank trains on its share of the
 same global batch; gradients are averaged, BatchNorm sees the whole global batch, and only rank 0
@@ -40,12 +40,11 @@ from ..data.preprocess import to_chw_float
 from ..data.synthesis import AnomalySynthesizer
 from ..errors import ConfigError, DaeError
 from ..evaluate.metrics import image_auroc
-from ..hardware import resolve_train_precision
+from ..hardware import resolve_device, resolve_train_precision
 from ..models.detector import DiffusionAD
 from ..paths import check_apart, check_output_file
 from .averaging import WeightAverage
 from .checkpoint import load_model, save_checkpoint
-from .device import resolve_device
 from .distributed import SINGLE, DistContext, check_batch, share_rows, sync_batchnorm
 from .losses import diffusionad_loss
 from .samples import StepSampler, SyntheticAnomalySamples, load_foreground_masks, load_images

@@ -136,7 +136,7 @@ def test_demo_fast_report_references_existing_files(tmp_path):
     assert "trained 60 steps (a fixed count)" in text
     held_out = ckpt["validation"].get("synthetic_image_auroc")
     # the opening note weighs the held-out check against the test metrics in the table beneath it
-    from diffusionad_edge.demo import training_note
+    from diffusionad_edge.demo.report import training_note
 
     test_auroc = json.loads((report.parent / "eval.json").read_text())["overall"]["image_auroc"]
     note = training_note(held_out, test_auroc, 60)

@@ -145,6 +145,6 @@ def test_train_cli_refuses_bad_layouts(long_parts, tmp_path):
     res = _cli("train", "--data", long_parts.path, "--preset", "tiny", "--input-size", "60x160", "--steps", "1", "--out", tmp_path / "m.pt")
     assert res.returncode == 2 and "multiples of 8" in res.stderr
     with pytest.raises(ConfigError, match="not both"):
-        from diffusionad_edge.cli.train_cmd import _input_layout
+        from diffusionad_edge.train.job import input_layout
 
-        _input_layout(preset("tiny"), "64x160", None, 64, 0, "mean")
+        input_layout(preset("tiny"), "64x160", None, 64, 0, "mean")

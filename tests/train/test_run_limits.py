@@ -11,8 +11,8 @@ import sys
 
 import torch
 
-from diffusionad_edge.cli.train_cmd import NO_STEP_LIMIT, describe_limits, resolve_steps
 from diffusionad_edge.config import TrainConfig
+from diffusionad_edge.train.job import NO_STEP_LIMIT, describe_limits, resolve_steps
 
 
 def _train(dataset, out, *args):
