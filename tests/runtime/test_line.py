@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 import pytest
 
-from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
 from diffusionad_edge.runtime.bundle import load_bundle
 from diffusionad_edge.runtime.line.livestate import LiveState
 from diffusionad_edge.runtime.line.mqtt import MqttOptions, MqttPublisher
@@ -48,13 +47,6 @@ def one_error_line(res, *fragments):
     assert len(errors) == 1, res.stderr
     for f in fragments:
         assert f in errors[0], errors[0]
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(tiny_checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("line") / "ort"
-    return export_bundle(ExportOptions(checkpoint=tiny_checkpoint, target="onnxruntime-cpu", precision="fp32", out_dir=out, input_size=64),
-                         log=lambda m: None).bundle
 
 
 @pytest.fixture(scope="module")

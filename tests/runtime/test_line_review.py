@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 import pytest
 
-from diffusionad_edge.export.pipeline import ExportOptions, export_bundle
 from diffusionad_edge.runtime.bundle import load_bundle
 from diffusionad_edge.runtime.line.livestate import LiveState
 from diffusionad_edge.runtime.line.reviewing import line_review
@@ -26,13 +25,6 @@ from tests.runtime.test_line import ARTEFACTS, Conveyor, dae, dae_bg, one_error_
 from tests.runtime.videofix import write_plate_video
 
 TOKEN = "t0k"
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(tiny_checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("review") / "ort"
-    return export_bundle(ExportOptions(checkpoint=tiny_checkpoint, target="onnxruntime-cpu", precision="fp32", out_dir=out, input_size=64),
-                         log=lambda m: None).bundle
 
 
 @pytest.fixture(scope="module")
