@@ -50,21 +50,22 @@ def run_bench(bundles: Sequence[str | Path], checkpoint: str | Path | None, cfg:
         from ..models.complexity import measure_complexity
 
         gflop = measure_complexity(load_model(checkpoint)[0]).one_step_gflop
-    rows: list[Row] = []
     if cfg.rounds > 1:
         log(f"bench {len(bundles) + (len(batches) if checkpoint is not None else 0)} latency rows in turns, {cfg.rounds} rounds ...")
         bundle_rows, torch_rows = bench_interleaved(list(bundles), checkpoint, cfg, batches, gflop)
+    measured: list[tuple[Row, Path]] = []  # each bundle row with its bundle's folder
     for i, b in enumerate(bundles):
         if cfg.rounds > 1:
-            rows.append(bundle_rows[i])
+            latency = bundle_rows[i]
         else:
             log(f"bench {b} ...")
-            rows.append(bench_bundle(b, cfg, gflop))
+            latency = bench_bundle(b, cfg, gflop)
+        measured.append((latency, b))
         if throughput and (row := openvino_throughput(b, cfg, gflop)) is not None:
-            row.accuracy = rows[-1].accuracy  # the same model on the same data
-            rows.append(row)
-    _name_apart([r for r in rows if r.mode == "latency"], bundles)
-    _name_apart([r for r in rows if r.mode == "throughput"], bundles)
+            row.accuracy = latency.accuracy  # the same model on the same data
+            measured.append((row, b))
+    _name_apart(measured)
+    rows = [row for row, _ in measured]
     if checkpoint is not None:
         log(f"bench PyTorch reference rows for {checkpoint} ...")
         if cfg.rounds > 1:
@@ -76,10 +77,10 @@ def run_bench(bundles: Sequence[str | Path], checkpoint: str | Path | None, cfg:
     return result, write_outputs(result, fresh_output_dir(out_dir, "dae bench"))
 
 
-def _name_apart(rows: list[Row], bundles: Sequence[Path]) -> None:
-    """Bundle rows of the same target and precision (two models, or two exports of one) get their
-    folder's name in the row name, so the table tells them apart. ``rows``: one per bundle, in order."""
-    names = [r.name for r in rows]
-    for row, path in zip(rows, bundles):
+def _name_apart(measured: list[tuple[Row, Path]]) -> None:
+    """Bundle rows of the same name (the same target and precision: two models, or two exports of one)
+    get their bundle folder's name added, so the table tells them apart."""
+    names = [row.name for row, _ in measured]
+    for row, path in measured:
         if names.count(row.name) > 1:
-            row.name = f"{row.name} ({Path(path).name})"
+            row.name = f"{row.name} ({path.name})"

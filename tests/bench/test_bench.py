@@ -122,13 +122,21 @@ def test_interleaved_rows_run_in_turns(bench_result, tiny_checkpoint, tiny_datas
 
 
 def test_rows_of_the_same_target_and_precision_are_named_apart(bench_result, tmp_path):
-    bundle = bench_result.parent / "onnxruntime-cpu-int8"
     import shutil
 
-    twin = tmp_path / "retrained-int8"
+    bundle, ov = bench_result.parent / "onnxruntime-cpu-int8", bench_result.parent / "openvino-cpu-fp32"
+    twin, ov_twin = tmp_path / "retrained-int8", tmp_path / "retrained-ov"
     shutil.copytree(bundle, twin)
-    res = subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", "bench", str(bundle), str(twin), "--iterations", "2",
-                          "--warmup", "0", "--json", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    shutil.copytree(ov, ov_twin)
+    # the throughput rows (OpenVINO bundles only) are named after their own bundle, not after the
+    # bundle in the same position of the list
+    res = subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", "bench", str(bundle), str(twin), str(ov), str(ov_twin),
+                          "--iterations", "2", "--warmup", "0", "--throughput", "--json", "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     names = [r["name"] for r in json.loads(res.stdout)["rows"]]
-    assert names == ["onnxruntime-cpu int8 (onnxruntime-cpu-int8)", "onnxruntime-cpu int8 (retrained-int8)"]
+    assert names[:3] == ["onnxruntime-cpu int8 (onnxruntime-cpu-int8)", "onnxruntime-cpu int8 (retrained-int8)",
+                         "openvino-cpu fp32 (openvino-cpu-fp32)"]
+    assert names[3].endswith("(openvino-cpu-fp32)") and "throughput" in names[3]
+    assert names[4] == "openvino-cpu fp32 (retrained-ov)"
+    assert names[5].endswith("(retrained-ov)") and "throughput" in names[5]
