@@ -226,6 +226,11 @@ def _export_accuracy(meta: dict[str, Any], cfg: BenchConfig) -> dict[str, float]
     return dict(acc["artifact"]) if same_data else None
 
 
+def _one_step_row(batch: int, gflop: float, size_mib: float) -> Row:
+    """The row of PyTorch eager FP32 one-step at ``batch`` before timing (the reference of every speed-up)."""
+    return Row(f"pytorch eager one-step (b{batch})", "pytorch", "fp32", "fp32", batch, gflop, size_mib)
+
+
 def bench_pytorch(checkpoint: Path, cfg: BenchConfig, batches: list[int], iterative: bool, one_step: bool = True) -> list[Row]:
     """The PyTorch rows of ``checkpoint``: eager FP32 one-step per batch size in ``batches`` (unless
     ``one_step`` is False: :func:`bench_interleaved` times those), then with ``iterative`` the paper's
@@ -243,7 +248,7 @@ def bench_pytorch(checkpoint: Path, cfg: BenchConfig, batches: list[int], iterat
         reset_peak_rss()
         bundle = checkpoint_bundle(model, payload, checkpoint, TorchRunner(model))
         lat, n = time_pipeline(bundle, batch, cfg.warmup, cfg.iterations, cfg.seconds, cfg.frame_hw)
-        row = _finish(Row(f"pytorch eager one-step (b{batch})", "pytorch", "fp32", "fp32", batch, c.one_step_gflop, size_mib), lat, n)
+        row = _finish(_one_step_row(batch, c.one_step_gflop, size_mib), lat, n)
         row.note = tiling_note(bundle, cfg.frame_hw, lat)
         if batch == batches[0]:
             row.accuracy = _accuracy(bundle.runner, size, cfg, cfg.eval_limit)
@@ -320,8 +325,7 @@ def bench_interleaved(bundles: list[Path], checkpoint: Path | None, cfg: BenchCo
             size_mib = checkpoint.stat().st_size / 2**20
             for batch in batches:
                 bundle = checkpoint_bundle(model, payload, checkpoint, TorchRunner(model))
-                timed.append((Row(f"pytorch eager one-step (b{batch})", "pytorch", "fp32", "fp32", batch, c.one_step_gflop, size_mib),
-                              bundle, PipelineTimer(bundle, batch, cfg.frame_hw)))
+                timed.append((_one_step_row(batch, c.one_step_gflop, size_mib), bundle, PipelineTimer(bundle, batch, cfg.frame_hw)))
         for _, _, timer in timed:
             timer.run(cfg.warmup, record=False)
         for r in range(rounds):
