@@ -113,8 +113,8 @@ def run_on_line(model: str | Path, specs: list[SourceSpec], opts: RunOptions, ba
     ``http``: serve the live view at ``[HOST]:PORT`` (with ``http_token``); ``mqtt``: publish each
     decision; ``review_dir``: with ``http``, the live page's review buttons save the frames an operator
     judges into this folder (checked before anything opens; None: no buttons). ``say``: the run's
-    notices (the live view's address, what runs on what); ``warn``: warnings (a web server exposed without a token, a camera that failed, a broker away);
-    ``progress``: called as the loop starts, it returns what is told of every frame (``update``) and
+    notices (the live view's address, what runs on what); ``warn``: warnings (a web server exposed
+    without a token, a camera that failed, a broker away); ``progress``: called as the loop starts, it returns what is told of every frame (``update``) and
     closed when the loop ends (``dae run``'s status line). The outputs are checked before the
     model or a source is opened."""
     if len(specs) > 1 and not opts.cameras:
