@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..config import ModelConfig, TrainConfig
+from ..config import ModelConfig, TrainConfig, preset_with_networks, same_networks
 from ..data.framing import Preprocessing, preprocessing_of
 from ..data.mvtec import list_images
 from ..errors import CheckpointError, ConfigError, DataError
@@ -78,9 +78,16 @@ def init_weights(path: str | Path, model_config: ModelConfig) -> tuple[dict[str,
         theirs = ModelConfig.from_json(payload["model_config"])
     except (ConfigError, KeyError) as exc:
         raise CheckpointError(f"--init {path}: no readable model config ({exc})") from None
-    if theirs.preset != model_config.preset or theirs.input_hw != model_config.input_hw:
+    if not same_networks(theirs, model_config) or theirs.input_hw != model_config.input_hw:
+        # Networks, not names, decide: an `edge` checkpoint of an earlier version may hold the layout
+        # another preset builds now (edge-v2), and is named so.
+        now = preset_with_networks(theirs)
+        if theirs.preset == model_config.preset and not same_networks(theirs, model_config):
+            hint = f"its layout is preset {now!r} now: give --preset {now}" if now else "no preset of this version builds it"
+            raise CheckpointError(f"--init {path} holds an earlier {theirs.preset!r} layout than this version's ({hint}), "
+                                  "or start from another checkpoint")
         raise CheckpointError(f"--init {path} holds {_layout(theirs)}; this run trains {_layout(model_config)}: "
-                              f"give --preset {theirs.preset} (and --input-size {theirs.input_hw[0]}x{theirs.input_hw[1]}, "
+                              f"give --preset {now or theirs.preset} (and --input-size {theirs.input_hw[0]}x{theirs.input_hw[1]}, "
                               "or --tile) to match it, or another checkpoint")
     model, _ = load_model(path)
     data = payload.get("data") or {}

@@ -12,12 +12,14 @@ from diffusionad_edge.train.checkpoint import load_model
 from diffusionad_edge.train.trainer import Trainer
 
 
-@pytest.fixture(scope="module")
-def s2d_checkpoint(tiny_dataset, tmp_path_factory):
+@pytest.fixture(scope="module", params=[2, 4], ids=["seg-stem-2 (edge)", "seg-stem-4 (edge-v2)"])
+def s2d_checkpoint(tiny_dataset, tmp_path_factory, request):
+    layout = preset("tiny-s2d")
+    layout.seg.stem_factor = request.param
     cfg = TrainConfig(steps=4, batch_size=4, checkpoint_every=0, ema_decay=0.9, lr_denoiser=1e-3, lr_segmenter=1e-3,
                       precision="fp32", timesteps="deployed", lr_schedule="cosine", synthesis="mixed")
     path = tmp_path_factory.mktemp("s2d") / "m.pt"
-    Trainer(preset("tiny-s2d"), cfg, tiny_dataset, path, device="cpu").fit()
+    Trainer(layout.validate(), cfg, tiny_dataset, path, device="cpu").fit()
     return path
 
 
@@ -39,3 +41,20 @@ def test_edge_layout_exports_with_parity(s2d_checkpoint, tiny_dataset, tmp_path,
         got = art.runner.infer(images)
     assert np.abs(got.score - reference.score).max() < 1e-3
     assert np.abs(got.anomaly_map - reference.anomaly_map).max() < 1e-2
+
+
+def test_edge_layout_exports_to_openvino_int8(s2d_checkpoint, tiny_dataset, tmp_path):
+    # Both segmentation stems through NNCF: the map's decoder and head stay float whatever the stem.
+    model, _ = load_model(s2d_checkpoint)
+    res = export_bundle(ExportOptions(checkpoint=s2d_checkpoint, target="openvino-cpu", out_dir=tmp_path / "b8", precision="int8",
+                                      input_size=64, calibration_count=8, eval_data=tiny_dataset.path, max_drop=1.0,
+                                      max_pixel_auroc_drop=1.0, max_pixel_ap_drop=1.0, max_aupro_drop=1.0), log=lambda m: None)
+    assert res.metadata["checks"]["runtime_precision"].startswith("int8")
+    from diffusionad_edge.data.preprocess import preprocess, read_image
+
+    images = np.stack([preprocess(read_image(s.image_path), 64) for s in tiny_dataset.test_samples[:4]])
+    reference = TorchRunner(model).infer(images)
+    with load_bundle(res.bundle) as art:
+        got = art.runner.infer(images)
+    assert np.abs(got.score - reference.score).max() < 0.05
+    assert np.abs(got.anomaly_map - reference.anomaly_map).max() < 0.5

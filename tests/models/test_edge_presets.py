@@ -1,11 +1,11 @@
-"""The hardware-shaped presets: space-to-depth stem, pixel-shuffle head, BatchNorm; edge-v1 kept."""
+"""The hardware-shaped presets: space-to-depth stem, pixel-shuffle head, BatchNorm; edge-v1 and edge-v2 kept."""
 
 import json
 
 import pytest
 import torch
 
-from diffusionad_edge.config import ModelConfig, preset
+from diffusionad_edge.config import ModelConfig, TrainConfig, preset, preset_with_networks
 from diffusionad_edge.errors import CheckpointError, ConfigError
 from diffusionad_edge.models.complexity import measure_complexity
 from diffusionad_edge.models.detector import DiffusionAD
@@ -34,20 +34,46 @@ def test_stem_shapes_for_every_allowed_input_size(name):
             cfg.validate()
 
 
-def test_no_thin_layer_at_full_resolution():
-    # The point of the new layout: every convolution of `edge` runs at <= 1/4 of the input side.
-    model = DiffusionAD(preset("edge")).eval()
-    seen = []
-
-    def hook(mod, inp, out):
-        seen.append((mod.in_channels, out.shape[-1]))
-
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            m.register_forward_hook(hook)
+@pytest.mark.parametrize("name, seg_side", [("edge", 128), ("edge-v2", 64)])
+def test_no_thin_layer_at_full_resolution(name, seg_side):
+    # The point of the stem layouts: the denoiser's convolutions run at <= 1/4 of the input side with
+    # >= 48 channels; `edge`'s segmentation net at 1/2 (the map's resolution: benchmarks/LOCALISATION.md),
+    # edge-v2's at 1/4. No convolution of either runs at full resolution.
+    model = DiffusionAD(preset(name)).eval()
+    seen = {"denoiser": [], "segmenter": []}
+    for part, net in (("denoiser", model.denoiser), ("segmenter", model.segmenter)):
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.register_forward_hook(lambda mod, inp, out, part=part: seen[part].append((mod.in_channels, out.shape[-1])))
     model.detect(torch.rand(1, 3, 256, 256))
-    assert seen and max(side for _, side in seen) <= 64
-    assert min(c for c, _ in seen) >= 48
+    assert seen["denoiser"] and max(side for _, side in seen["denoiser"]) <= 64
+    assert min(c for c, _ in seen["denoiser"]) >= 48
+    assert max(side for _, side in seen["segmenter"]) == seg_side
+    assert min(c for c, _ in seen["segmenter"]) >= 24  # 6 input channels folded 2x2 (4x4 for edge-v2)
+
+
+def test_edge_differs_from_edge_v2_only_in_the_segmentation_stem():
+    new, old = preset("edge"), preset("edge-v2")
+    assert new.unet == old.unet and new.diffusion == old.diffusion
+    assert (new.seg.stem_factor, old.seg.stem_factor) == (2, 4)
+    assert new.seg.encoder_channels == old.seg.encoder_channels
+    # the recipe: Dice at 0.3 for edge, edge-v2's full weight kept
+    assert TrainConfig.for_preset("edge").dice_weight == 0.3 and TrainConfig.for_preset("edge-v2").dice_weight == 1.0
+
+
+def test_an_edge_checkpoint_of_the_previous_layout_loads_evaluates_and_is_named(tmp_path):
+    # A checkpoint written when `edge` meant today's edge-v2: preset "edge" in its config, the 4x seg stem.
+    old_cfg = preset("edge-v2")
+    old_cfg.preset = "edge"
+    model = DiffusionAD(old_cfg).eval()
+    path = tmp_path / "edge-0.3.pt"
+    save_checkpoint(path, model, step=1)
+    loaded, _ = load_model(path)
+    assert loaded.config.seg.stem_factor == 4 and loaded.config.preset == "edge"
+    x = torch.rand(1, 3, 256, 256)
+    assert torch.allclose(loaded.detect(x).anomaly_map, model.detect(x).anomaly_map)
+    assert preset_with_networks(loaded.config) == "edge-v2"
+    assert preset_with_networks(preset("edge")) == "edge" and preset_with_networks(preset("tiny")) == "tiny"
 
 
 def test_edge_costs_more_flops_than_edge_v1_but_stays_small():

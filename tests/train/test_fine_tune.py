@@ -12,7 +12,9 @@ import torch
 from diffusionad_edge.config import TrainConfig, preset
 from diffusionad_edge.data.preprocess import read_image, to_chw_float
 from diffusionad_edge.errors import CheckpointError, ConfigError, DataError
-from diffusionad_edge.train.checkpoint import load_model, read_checkpoint
+from diffusionad_edge.models.detector import DiffusionAD
+from diffusionad_edge.train.checkpoint import load_model, read_checkpoint, save_checkpoint
+from diffusionad_edge.train.start import init_weights
 from diffusionad_edge.train.samples import StepSampler
 from diffusionad_edge.train.schedule import lr_factor
 from diffusionad_edge.train.trainer import Trainer
@@ -126,3 +128,24 @@ def test_added_normals_folder_errors(tiny_dataset, tmp_path):
     with pytest.raises(DaeError, match="is inside the folder of --add-normals"):
         Trainer(preset("tiny"), _cfg(1), tiny_dataset, tmp_path / "review" / "good" / "m.pt", device="cpu",
                 add_normals=tmp_path / "review" / "good")
+
+
+def test_init_from_an_earlier_layout_of_the_same_preset_names_the_preset_it_is_now(tmp_path):
+    # An `edge` checkpoint of 0.3 (the layout now called edge-v2) given to an `edge` run of this version.
+    old = preset("edge-v2")
+    old.preset = "edge"
+    path = tmp_path / "edge-0.3.pt"
+    save_checkpoint(path, DiffusionAD(old), step=5)
+    with pytest.raises(CheckpointError) as exc:
+        init_weights(path, preset("edge"))
+    assert str(exc.value) == (f"--init {path} holds an earlier 'edge' layout than this version's (its layout is preset "
+                              "'edge-v2' now: give --preset edge-v2), or start from another checkpoint")
+    # the named preset takes it: the networks match, whatever name the file carries
+    state, record = init_weights(path, preset("edge-v2"))
+    assert record["step"] == 5 and record["preset"] == "edge" and state.keys() == DiffusionAD(preset("edge-v2")).state_dict().keys()
+    # a layout no preset builds any more
+    odd = preset("tiny")
+    odd.seg.stem_factor = 2
+    save_checkpoint(tmp_path / "odd.pt", DiffusionAD(odd.validate()), step=1)
+    with pytest.raises(CheckpointError, match="no preset of this version builds it"):
+        init_weights(tmp_path / "odd.pt", preset("tiny"))
