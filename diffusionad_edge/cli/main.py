@@ -21,9 +21,16 @@ def _stop_during_startup(signum: int, frame: object) -> None:
     os._exit(128 + signum)  # 130 for Ctrl-C, 143 for SIGTERM (forwarded here, see interrupts.forward_sigterm)
 
 
-_GUARD_STARTUP = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+_MAIN_THREAD = threading.current_thread() is threading.main_thread()
+_GUARD_STARTUP = _MAIN_THREAD and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+# SIGTERM is handled whatever SIGINT's disposition: a job started in the background by a shell script
+# (`dae run ... &`, nohup) inherits an ignored SIGINT, and `kill PID` must still stop it cleanly. Only a
+# SIGTERM the parent chose to ignore stays ignored.
+_GUARD_SIGTERM = _MAIN_THREAD and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 if _GUARD_STARTUP:
     signal.signal(signal.SIGINT, _stop_during_startup)
+if _GUARD_SIGTERM:
+    signal.signal(signal.SIGTERM, _stop_during_startup)
 
 import typer  # noqa: E402
 
@@ -121,13 +128,13 @@ def main() -> None:
     # finalises its video), except for export, whose own guard takes over from the startup handler.
     if _GUARD_STARTUP and sys.argv[1:2] != ["export"]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    if _GUARD_STARTUP:
-        # SIGTERM (systemctl stop, docker stop, Kubernetes) stops every verb as Ctrl-C does, exit code 143.
+    if _GUARD_SIGTERM:
+        # SIGTERM (systemctl stop, docker stop, Kubernetes, kill) stops every verb as Ctrl-C does, exit code 143.
         forward_sigterm()
     try:
         _run_app()
     finally:
-        if _GUARD_STARTUP:
+        if _GUARD_SIGTERM:
             # The command has ended (its line is printed, its exit code chosen): a SIGTERM now, e.g. from
             # torchrun stopping a rank that is already exiting, ends the process as before, without a
             # KeyboardInterrupt raised into the interpreter's shutdown.

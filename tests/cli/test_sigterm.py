@@ -13,9 +13,15 @@ import numpy as np
 import pytest
 
 
-def _start(*args):
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _start(*args, sigint_ignored=False):
+    # sigint_ignored: started as a shell script's background job (`dae run ... &`, nohup) is, with SIGINT
+    # ignored from the start; `kill PID` must stop it as cleanly.
     return subprocess.Popen([sys.executable, "-m", "diffusionad_edge.cli.main", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_ignore_sigint if sigint_ignored else None)
 
 
 def _terminate_when(proc: subprocess.Popen, ready, wait_s: float, settle_s: float = 0.0, end_s: float = 60) -> tuple[str, str]:
@@ -45,9 +51,11 @@ def long_video(tmp_path_factory):
     return path
 
 
-def test_sigterm_stops_run_after_the_frame_in_flight(tiny_checkpoint, long_video, tmp_path):
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "background job (SIGINT ignored)"])
+def test_sigterm_stops_run_after_the_frame_in_flight(tiny_checkpoint, long_video, tmp_path, sigint_ignored):
     events, video = tmp_path / "ev.jsonl", tmp_path / "out.avi"
-    proc = _start("run", "--model", tiny_checkpoint, "--source", long_video, "--no-show", "--events", events, "--save", video, "--json")
+    proc = _start("run", "--model", tiny_checkpoint, "--source", long_video, "--no-show", "--events", events, "--save", video, "--json",
+                  sigint_ignored=sigint_ignored)
     out, err = _terminate_when(proc, lambda: events.exists() and len(events.read_text().splitlines()) >= 3, 180)
     assert proc.returncode == 143 and "Traceback" not in err, err
     summary = json.loads(out)
