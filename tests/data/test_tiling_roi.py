@@ -89,8 +89,10 @@ def test_input_sizes_and_divisibility():
         parse_input_size("256x")
     cfg = preset("edge").with_input((256, 640)).validate()
     assert cfg.input_hw == (256, 640) and cfg.arch_size == 256 and cfg.image_width == 640
-    with pytest.raises(ConfigError, match=r"input size 250x640 \(HxW\): both sides must be multiples of 32"):
+    with pytest.raises(ConfigError, match=r"input size 250x640 \(HxW\): both sides must be multiples of 16 for preset 'edge'"):
         preset("edge").with_input((250, 640)).validate()
+    with pytest.raises(ConfigError, match=r"input size 272x640 \(HxW\): both sides must be multiples of 32 for preset 'edge-v2'"):
+        preset("edge-v2").with_input((272, 640)).validate()
     assert preset("edge").with_input((256, 256)).image_width is None  # square stays square
 
 

@@ -14,9 +14,9 @@ from diffusionad_edge.data.preprocess import read_image, to_chw_float
 from diffusionad_edge.errors import CheckpointError, ConfigError, DataError
 from diffusionad_edge.models.detector import DiffusionAD
 from diffusionad_edge.train.checkpoint import load_model, read_checkpoint, save_checkpoint
-from diffusionad_edge.train.start import init_weights
 from diffusionad_edge.train.samples import StepSampler
 from diffusionad_edge.train.schedule import lr_factor
+from diffusionad_edge.train.start import init_weights
 from diffusionad_edge.train.trainer import Trainer
 
 
