@@ -243,17 +243,17 @@ def _edge_v2_layout(name: str, seg_stem: int) -> ModelConfig:
 
 
 def _edge_v2() -> ModelConfig:
-    # The `edge` of 0.3: the segmentation net at 1/4 of the input side (64x64 for 256 px). Its maps
-    # mark part of each defect; kept so its checkpoints and measurements stay reproducible.
+    # The previous `edge` (until round 5 of the localisation study): the segmentation net at 1/4 of the
+    # input side (64x64 for 256 px); its maps mark part of each defect. Kept so its checkpoints and
+    # measurements stay reproducible.
     return _edge_v2_layout("edge-v2", seg_stem=4)
 
 
 def _edge() -> ModelConfig:
-    # edge-v2's denoiser with the segmentation net at 1/2 of the input side (128x128 for 256 px): the
-    # localisation study (benchmarks/LOCALISATION.md, rounds 3 to 5) found the 4x stem's 4x4-pixel
-    # blocks limit how much of a defect the map covers; at 2x, with the Dice term's weight lowered to
-    # 0.3 (RECOMMENDED_TRAINING), AUPRO and pixel AP rose on both shared datasets. Costs 1.3x the
-    # inference time of edge-v2.
+    # edge-v2's denoiser with the segmentation net at 1/2 of the input side (128x128 for 256 px), trained
+    # with the Dice term's weight lowered to 0.3 (RECOMMENDED_TRAINING): in the localisation study
+    # (benchmarks/LOCALISATION.md, rounds 4 and 5, two seeds) image AUROC, pixel AP and AUPRO rose on both
+    # shared datasets (Magnetic Tile's pixel AUROC fell by 0.014). Costs 1.28x the inference time of edge-v2.
     return _edge_v2_layout("edge", seg_stem=2)
 
 
@@ -332,7 +332,8 @@ def same_networks(a: ModelConfig, b: ModelConfig) -> bool:
 
 def preset_with_networks(config: ModelConfig) -> str | None:
     """The preset whose networks ``config`` builds, None when none does: names the layout of a
-    checkpoint written when a preset meant something else (an `edge` checkpoint of 0.3 is `edge-v2`)."""
+    checkpoint written when a preset meant something else (an `edge` checkpoint written before round 5
+    of the localisation study is `edge-v2` now)."""
     return next((name for name, make in PRESETS.items() if same_networks(make(), config)), None)
 
 

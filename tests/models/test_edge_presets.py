@@ -66,7 +66,7 @@ def test_an_edge_checkpoint_of_the_previous_layout_loads_evaluates_and_is_named(
     old_cfg = preset("edge-v2")
     old_cfg.preset = "edge"
     model = DiffusionAD(old_cfg).eval()
-    path = tmp_path / "edge-0.3.pt"
+    path = tmp_path / "edge-previous.pt"
     save_checkpoint(path, model, step=1)
     loaded, _ = load_model(path)
     assert loaded.config.seg.stem_factor == 4 and loaded.config.preset == "edge"

@@ -131,10 +131,10 @@ def test_added_normals_folder_errors(tiny_dataset, tmp_path):
 
 
 def test_init_from_an_earlier_layout_of_the_same_preset_names_the_preset_it_is_now(tmp_path):
-    # An `edge` checkpoint of 0.3 (the layout now called edge-v2) given to an `edge` run of this version.
+    # An `edge` checkpoint of the previous layout (now called edge-v2) given to an `edge` run of this version.
     old = preset("edge-v2")
     old.preset = "edge"
-    path = tmp_path / "edge-0.3.pt"
+    path = tmp_path / "edge-previous.pt"
     save_checkpoint(path, DiffusionAD(old), step=5)
     with pytest.raises(CheckpointError) as exc:
         init_weights(path, preset("edge"))
