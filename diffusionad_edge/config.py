@@ -212,7 +212,7 @@ def _edge_v1() -> ModelConfig:
     )
 
 
-def _edge_v2_layout(name: str, seg_stem: int) -> ModelConfig:
+def _edge_layout(name: str, seg_stem: int) -> ModelConfig:
     # Shaped for the hardware: a 4x space-to-depth stem (256x256x3 -> 64x64x48) and a pixel-shuffle
     # head, so the denoiser's widest maps are 64x64 and every layer has at least 64 channels (multiples
     # of 32 keep vector units and tensor cores full). BatchNorm folds into the convolutions of the
@@ -246,7 +246,7 @@ def _edge_v2() -> ModelConfig:
     # The previous `edge` (until round 5 of the localisation study): the segmentation net at 1/4 of the
     # input side (64x64 for 256 px); its maps mark part of each defect. Kept so its checkpoints and
     # measurements stay reproducible.
-    return _edge_v2_layout("edge-v2", seg_stem=4)
+    return _edge_layout("edge-v2", seg_stem=4)
 
 
 def _edge() -> ModelConfig:
@@ -254,7 +254,7 @@ def _edge() -> ModelConfig:
     # with the Dice term's weight lowered to 0.3 (RECOMMENDED_TRAINING): in the localisation study
     # (benchmarks/LOCALISATION.md, rounds 4 and 5, two seeds) image AUROC, pixel AP and AUPRO rose on both
     # shared datasets (Magnetic Tile's pixel AUROC fell by 0.014). Costs 1.28x the inference time of edge-v2.
-    return _edge_v2_layout("edge", seg_stem=2)
+    return _edge_layout("edge", seg_stem=2)
 
 
 def _tiny() -> ModelConfig:
@@ -309,17 +309,15 @@ PRESETS = {"paper": _paper, "edge": _edge, "edge-v2": _edge_v2, "edge-v1": _edge
 #: the deployed timesteps, weight averaging, a warm-up + cosine schedule, higher learning rates
 #: (the paper's 1e-5 barely moves the segmentation net in a few hundred steps) and the mixed
 #: anomaly synthesis. `paper` keeps the paper's recipe.
+_EDGE_RECIPE: dict[str, Any] = dict(
+    timesteps="deployed", lr_schedule="cosine", warmup_steps=50, synthesis="mixed",
+    lr_denoiser=1e-3, lr_segmenter=1e-3, batch_size=16, crop_size=128, dice_weight=0.3,
+)
 RECOMMENDED_TRAINING: dict[str, dict[str, Any]] = {
-    "edge": dict(
-        timesteps="deployed", lr_schedule="cosine", warmup_steps=50, synthesis="mixed",
-        lr_denoiser=1e-3, lr_segmenter=1e-3, batch_size=16, crop_size=128, dice_weight=0.3,
-    ),
-    # edge-v2's recipe as it was measured: Dice at full weight (at the 4x stem, dropping the Dice term
-    # lowered Magnetic Tile's AUPRO: benchmarks/LOCALISATION.md, round 1).
-    "edge-v2": dict(
-        timesteps="deployed", lr_schedule="cosine", warmup_steps=50, synthesis="mixed",
-        lr_denoiser=1e-3, lr_segmenter=1e-3, batch_size=16, crop_size=128, dice_weight=1.0,
-    ),
+    "edge": _EDGE_RECIPE,
+    # edge-v2's recipe as it was measured: the same with Dice at full weight (at the 4x stem, dropping the
+    # Dice term lowered Magnetic Tile's AUPRO: benchmarks/LOCALISATION.md, round 1).
+    "edge-v2": {**_EDGE_RECIPE, "dice_weight": 1.0},
     "tiny-s2d": dict(timesteps="deployed", lr_schedule="cosine", synthesis="mixed", dice_weight=0.3),
 }
 

@@ -70,22 +70,23 @@ def _layout(config: ModelConfig) -> str:
 
 def init_weights(path: str | Path, model_config: ModelConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The deployable (averaged) weights of a trained checkpoint, for a new run of ``model_config``,
-    and a record of where they came from (kept in the new checkpoint as ``init``). A checkpoint of
-    another preset or input size is one line naming both (:class:`CheckpointError`, exit code 2),
-    checked before its weights are loaded."""
+    and a record of where they came from (kept in the new checkpoint as ``init``). A checkpoint whose
+    networks or input size differ from the run's is one line naming both and the preset to give
+    (:class:`CheckpointError`, exit code 2), checked before its weights are loaded."""
     payload = read_checkpoint(path)
     try:
         theirs = ModelConfig.from_json(payload["model_config"])
     except (ConfigError, KeyError) as exc:
         raise CheckpointError(f"--init {path}: no readable model config ({exc})") from None
-    if not same_networks(theirs, model_config) or theirs.input_hw != model_config.input_hw:
-        # Networks, not names, decide: an `edge` checkpoint of an earlier version may hold the layout
-        # another preset builds now (edge-v2), and is named so.
-        now = preset_with_networks(theirs)
-        if theirs.preset == model_config.preset and not same_networks(theirs, model_config):
-            hint = f"its layout is preset {now!r} now: give --preset {now}" if now else "no preset of this version builds it"
-            raise CheckpointError(f"--init {path} holds an earlier {theirs.preset!r} layout than this version's ({hint}), "
-                                  "or start from another checkpoint")
+    # Networks, not names, decide: an `edge` checkpoint of an earlier version may hold the layout
+    # another preset builds now (edge-v2), and is named so.
+    same = same_networks(theirs, model_config)
+    now = preset_with_networks(theirs)
+    if not same and theirs.preset == model_config.preset:
+        hint = f"its layout is preset {now!r} now: give --preset {now}" if now else "no preset of this version builds it"
+        raise CheckpointError(f"--init {path} holds an earlier {theirs.preset!r} layout than this version's ({hint}), "
+                              "or start from another checkpoint")
+    if not same or theirs.input_hw != model_config.input_hw:
         raise CheckpointError(f"--init {path} holds {_layout(theirs)}; this run trains {_layout(model_config)}: "
                               f"give --preset {now or theirs.preset} (and --input-size {theirs.input_hw[0]}x{theirs.input_hw[1]}, "
                               "or --tile) to match it, or another checkpoint")

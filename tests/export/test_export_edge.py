@@ -23,6 +23,16 @@ def s2d_checkpoint(tiny_dataset, tmp_path_factory, request):
     return path
 
 
+def _bundle_and_pytorch(bundle, model, dataset):
+    """(PyTorch's output, the bundle's output) on four real test images of ``dataset`` at 64 px."""
+    from diffusionad_edge.data.preprocess import preprocess, read_image
+
+    images = np.stack([preprocess(read_image(s.image_path), 64) for s in dataset.test_samples[:4]])
+    reference = TorchRunner(model).infer(images)
+    with load_bundle(bundle) as art:
+        return reference, art.runner.infer(images)
+
+
 @pytest.mark.parametrize("target", ["onnxruntime-cpu", "openvino-cpu"])
 def test_edge_layout_exports_with_parity(s2d_checkpoint, tiny_dataset, tmp_path, target):
     model, _ = load_model(s2d_checkpoint)
@@ -33,12 +43,7 @@ def test_edge_layout_exports_with_parity(s2d_checkpoint, tiny_dataset, tmp_path,
     assert checks["passed"]
     assert checks["artifact_vs_pytorch"]["map_max_abs_error"] < 1e-3
     # Independently of the export's own check: the bundle scores real images as the (EMA) model does.
-    from diffusionad_edge.data.preprocess import preprocess, read_image
-
-    images = np.stack([preprocess(read_image(s.image_path), 64) for s in tiny_dataset.test_samples[:4]])
-    reference = TorchRunner(model).infer(images)
-    with load_bundle(res.bundle) as art:
-        got = art.runner.infer(images)
+    reference, got = _bundle_and_pytorch(res.bundle, model, tiny_dataset)
     assert np.abs(got.score - reference.score).max() < 1e-3
     assert np.abs(got.anomaly_map - reference.anomaly_map).max() < 1e-2
 
@@ -50,11 +55,6 @@ def test_edge_layout_exports_to_openvino_int8(s2d_checkpoint, tiny_dataset, tmp_
                                       input_size=64, calibration_count=8, eval_data=tiny_dataset.path, max_drop=1.0,
                                       max_pixel_auroc_drop=1.0, max_pixel_ap_drop=1.0, max_aupro_drop=1.0), log=lambda m: None)
     assert res.metadata["checks"]["runtime_precision"].startswith("int8")
-    from diffusionad_edge.data.preprocess import preprocess, read_image
-
-    images = np.stack([preprocess(read_image(s.image_path), 64) for s in tiny_dataset.test_samples[:4]])
-    reference = TorchRunner(model).infer(images)
-    with load_bundle(res.bundle) as art:
-        got = art.runner.infer(images)
+    reference, got = _bundle_and_pytorch(res.bundle, model, tiny_dataset)
     assert np.abs(got.score - reference.score).max() < 0.05
     assert np.abs(got.anomaly_map - reference.anomaly_map).max() < 0.5
