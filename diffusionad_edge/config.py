@@ -343,6 +343,10 @@ def preset(name: str) -> ModelConfig:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
 
 
+#: Where synthetic anomalies are made when training on crops (TrainConfig.anomaly_scale).
+ANOMALY_SCALES = ("crop", "image")
+
+
 @dataclass
 class TrainConfig:
     """How a model is trained; saved in the checkpoint next to the :class:`ModelConfig`.
@@ -371,6 +375,11 @@ class TrainConfig:
     foreground_masks: str | None = None
     # Train on random crop_size x crop_size patches instead of whole images (None: whole images).
     crop_size: int | None = None
+    # Where synthetic anomalies are made when training on crops: "crop" (on the patch: their sizes,
+    # drawn relative to the canvas, shrink with the crop) or "image" (on the whole training image,
+    # then the patch is cut around part of one: they keep the sizes they have on the whole image,
+    # which is what the nets see at inference).
+    anomaly_scale: str = "crop"
     checkpoint_every: int = 500
     # Also write the checkpoint whenever this many minutes (wall clock) have passed since the last
     # write (0: off): a power cut or the OOM killer then costs minutes, whatever the step rate.
@@ -446,4 +455,6 @@ class TrainConfig:
             raise ConfigError("learning rates must be positive")
         if self.dice_weight < 0:
             raise ConfigError(f"--dice-weight must be 0 or positive (got {self.dice_weight})")
+        if self.anomaly_scale not in ANOMALY_SCALES:
+            raise ConfigError(f"--anomaly-scale must be {' or '.join(ANOMALY_SCALES)} (got {self.anomaly_scale!r})")
         return self

@@ -87,6 +87,7 @@ class TrainOptions:
     synthesis: str | None = None
     dice_weight: float | None = None
     crop_size: int | None = None  # 0: whole images
+    anomaly_scale: str | None = None  # with crops: synthetic anomalies made on the "crop" or the whole "image"
     overwrite: bool = False
     snapshot_minutes: tuple[float, ...] = ()  # training minutes at which a copy <out>-<m>min.pt is written
     resume: Path | None = None
@@ -164,7 +165,7 @@ def plan_training(opts: TrainOptions) -> TrainPlan:
     given = dict(
         batch_size=opts.batch_size, lr_denoiser=opts.lr_denoiser, lr_segmenter=opts.lr_segmenter, timesteps=opts.timesteps,
         lr_schedule=opts.lr_schedule, warmup_steps=opts.warmup_steps, synthesis=opts.synthesis, crop_size=opts.crop_size,
-        dice_weight=opts.dice_weight,
+        dice_weight=opts.dice_weight, anomaly_scale=opts.anomaly_scale,
     )
     recipe = {**RECOMMENDED_TRAINING.get(opts.preset, {}), **{k: v for k, v in given.items() if v is not None}}
     if recipe.get("crop_size") == 0 or (recipe.get("crop_size") or 0) >= min(model_config.input_hw):
@@ -292,7 +293,7 @@ def _announce(trainer: Any, dataset: Any, steps: int, minutes: float | None, log
     log(
         f"recipe: batch {tc.batch_size}, crop {tc.crop_size or 'whole image'}, lr {tc.lr_denoiser:g}/{tc.lr_segmenter:g} "
         f"({tc.lr_schedule}), timesteps {tc.timesteps}, synthesis {tc.synthesis}, EMA {tc.ema_decay:g}, "
-        f"dice weight {tc.dice_weight:g}"
+        f"dice weight {tc.dice_weight:g}" + (f", anomalies made on the {tc.anomaly_scale}" if tc.crop_size else "")
     )
     written_by, now = trainer.resumed_world_size, trainer.dist.world_size
     if written_by is not None and written_by != now:

@@ -7,6 +7,9 @@ sees exactly the batches an uninterrupted run would have seen, which makes ``--r
 
 With ``crop_size`` the networks train on random patches (they are fully convolutional, so they
 still run on the full image): far cheaper per step, which is what makes CPU training feasible.
+``anomaly_scale="image"`` makes each synthetic anomaly on the whole image before the patch is cut
+(around one of its pixels), so anomalies keep their whole-image sizes instead of shrinking with the
+patch.
 """
 
 from __future__ import annotations
@@ -77,9 +80,11 @@ class SyntheticAnomalySamples(Dataset):
         foreground_mode: str = "auto",
         crop_size: int | None = None,
         user_masks: list[np.ndarray] | None = None,
+        anomaly_scale: str = "crop",
     ):
         self.images = images
         self.crop_size = crop_size
+        self.anomaly_scale = anomaly_scale
         self.synthesizer = synthesizer
         self.batch_size = batch_size
         self.seed = seed
@@ -98,13 +103,17 @@ class SyntheticAnomalySamples(Dataset):
         rng = np.random.default_rng([self.seed, index])
         k = int(rng.integers(len(self.images)))  # = image_index(index); the same generator then crops and synthesises
         img, fg = self.images[k], self.foregrounds[k]
-        if self.crop_size is not None:
-            img, fg = self._crop(img, fg, rng)
         clean = index % self.batch_size < self.batch_size // 2
-        if clean:
-            mask = np.zeros(img.shape[:2], np.float32)
-        else:
+        if self.crop_size is not None and not clean and self.anomaly_scale == "image":
             img, mask = self.synthesizer.synthesize(img, rng, foreground=fg)
+            img, mask = self._crop_around(img, mask, rng)
+        else:
+            if self.crop_size is not None:
+                img, fg = self._crop(img, fg, rng)
+            if clean:
+                mask = np.zeros(img.shape[:2], np.float32)
+            else:
+                img, mask = self.synthesizer.synthesize(img, rng, foreground=fg)
         return (
             torch.from_numpy(to_chw_float(img)),
             torch.from_numpy(mask.astype(np.float32))[None],
@@ -121,6 +130,17 @@ class SyntheticAnomalySamples(Dataset):
             if fg[y : y + c, x : x + c].any():
                 break
         return img[y : y + c, x : x + c], fg[y : y + c, x : x + c]
+
+    def _crop_around(self, img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A random crop_size patch holding a random pixel of ``mask`` (never empty: the
+        synthesiser's masks are not), anywhere in the patch."""
+        c = self.crop_size
+        h, w = img.shape[:2]
+        ys, xs = np.nonzero(mask)
+        i = int(rng.integers(len(ys)))
+        y = int(rng.integers(max(0, ys[i] - c + 1), min(ys[i], h - c) + 1))
+        x = int(rng.integers(max(0, xs[i] - c + 1), min(xs[i], w - c) + 1))
+        return img[y : y + c, x : x + c], mask[y : y + c, x : x + c]
 
 
 class StepSampler(Sampler[int]):

@@ -192,7 +192,7 @@ class Trainer:
             masks = load_foreground_masks(train_paths, self.cfg.foreground_masks, prep) + [None] * len(self.added_paths)
         self.samples = SyntheticAnomalySamples(
             load_images(train_paths + self.added_paths, prep), self.synthesizer, self.cfg.batch_size, self.cfg.seed,
-            self.cfg.foreground, crop_size=self.cfg.crop_size, user_masks=masks,
+            self.cfg.foreground, crop_size=self.cfg.crop_size, user_masks=masks, anomaly_scale=self.cfg.anomaly_scale,
         )
         # Last: wrapping the model talks to the other ranks, so everything that can fail alike on
         # every rank (the data above) has failed before.

@@ -130,7 +130,7 @@ def test_mixed_synthesis_changes_only_masked_pixels_and_uses_every_kind(tiny_dat
 
 @pytest.mark.parametrize("bad", [dict(batch_size=3), dict(checkpoint_every=-1), dict(timesteps="some"),
                                  dict(ema_decay=1.0), dict(lr_schedule="step"), dict(synthesis="x"),
-                                 dict(dice_weight=-1.0)])
+                                 dict(dice_weight=-1.0), dict(anomaly_scale="tile")])
 def test_bad_recipe_values_are_refused(bad):
     with pytest.raises(ConfigError):
         TrainConfig(**bad).validate()
@@ -181,3 +181,53 @@ def test_segmentation_head_starts_at_its_prior():
         c = preset("tiny-s2d")
         c.seg.head_prior = 1.0
         c.validate()
+
+
+def _samples(anomaly_scale: str, images: list[np.ndarray]):
+    from diffusionad_edge.train.samples import SyntheticAnomalySamples
+
+    syn = AnomalySynthesizer(kinds="mixed", foreground_mode="texture")
+    return SyntheticAnomalySamples(images, syn, 8, seed=3, foreground_mode="texture", crop_size=32, anomaly_scale=anomaly_scale)
+
+
+def _textured_images(n: int = 3, side: int = 128) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(60, 200, (side, side, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_anomalies_made_on_the_whole_image_keep_their_size_in_the_crop():
+    images = _textured_images()
+    on_crop, on_image = _samples("crop", images), _samples("image", images)
+    areas = {"crop": [], "image": []}
+    for step in range(12):
+        for row in range(8):
+            i = step * 8 + row
+            (a, ma, ca), (b, mb, cb) = on_crop[i], on_image[i]
+            assert a.shape == b.shape == (3, 32, 32) and ma.shape == mb.shape == (1, 32, 32)
+            if row < 4:  # the clean half is the same patch whatever the scale
+                assert ca and cb and torch.equal(a, b) and not ma.any() and not mb.any()
+                continue
+            assert mb.any()  # the patch is cut around the anomaly: never an empty mask
+            # pixels outside the mask are the normal image's: the patch is one of the image's, unchanged there
+            k = on_image.image_index(i)
+            src = torch.from_numpy(images[k]).permute(2, 0, 1).float() / 255.0
+            windows = src.unfold(1, 32, 1).unfold(2, 32, 1)  # (3, y, x, 32, 32)
+            outside = mb[0] == 0
+            same = ((windows - b[:, None, None]).abs() < 1e-6) | ~outside
+            assert same.all(dim=(0, 3, 4)).any()
+            areas["crop"].append(float(ma.sum()))
+            areas["image"].append(float(mb.sum()))
+    # A blob drawn on a 128-px canvas is about 4x the area of one drawn on the 32-px patch.
+    assert np.mean(areas["image"]) > 2 * np.mean(areas["crop"])
+
+
+def test_anomaly_scale_is_a_dae_train_option_with_a_one_line_error(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "m.pt"
+    r = subprocess.run([sys.executable, "-m", "diffusionad_edge.cli.main", "train", "--preset", "tiny", "--anomaly-scale", "tile",
+                        "--steps", "1", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 2 and errors == ["error: --anomaly-scale must be crop or image (got 'tile')"], r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
