@@ -81,6 +81,19 @@ def metrics_by_type(labels, types, scores, masks, maps) -> dict[str, dict[str, f
     return out
 
 
+def residual_ratio_by_type(types, images, recons, masks) -> dict[str, float]:
+    """Per defect type, the mean over its images of mean |image - x0_g| on the defect's pixels divided by
+    the same on the image's normal pixels: about 1 where the guided reconstruction kept the defect (the
+    segmentation net then has nothing to see inside it), well above 1 where it removed it."""
+    diff = np.abs(images - recons).mean(axis=1)  # (N, H, W), gray
+    out = {}
+    for defect in sorted(set(types.tolist()) - {"good"}):
+        ratios = [float(diff[i][masks[i]].mean() / max(diff[i][~masks[i]].mean(), 1e-6))
+                  for i in np.flatnonzero(types == defect) if masks[i].any() and (~masks[i]).any()]
+        out[defect] = float(np.mean(ratios)) if ratios else float("nan")
+    return out
+
+
 def _tile(rgb01: np.ndarray) -> np.ndarray:
     return (np.clip(rgb01, 0, 1) * 255).astype(np.uint8)
 
@@ -146,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         near_zero = float((defect_px < 0.01).mean()) if defect_px.size else float("nan")
         grids = save_grids(args.out, name, types, images, masks, recons, maps, args.per_type)
         results["variants"][name] = {"checkpoint": str(ckpt), **meta, "by_sigma": rows,
-                                     "defect_pixels_below_0.01": near_zero, "grids": grids}
+                                     "defect_pixels_below_0.01": near_zero, "grids": grids,
+                                     "residual_ratio": residual_ratio_by_type(types, images, recons, masks)}
         print(f"{name}: step {meta['step']}, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     (args.out / "study.json").write_text(json.dumps(results, indent=1))
     (args.out / "study.md").write_text(to_markdown(results))
@@ -172,6 +186,11 @@ def to_markdown(results: dict) -> str:
             cells = [f"{rows[t]['pixel_auroc']:.3f} / {rows[t]['pixel_ap']:.3f} / {rows[t]['aupro']:.3f}; "
                      f"{rows[t]['image_auroc']:.3f}" for t in types]
             lines.append(f"| {name} | {sigma} | " + " | ".join(cells) + " |")
+    lines += ["", "Mean |image - x0_g| on defect pixels / on normal pixels, per type (about 1: the reconstruction "
+              "kept the defect):", "", "| variant | " + " | ".join(types) + " |", "|---|" + "---|" * len(types)]
+    for name, v in results["variants"].items():
+        ratio = v.get("residual_ratio", {})
+        lines.append(f"| {name} | " + " | ".join(f"{ratio.get(t, float('nan')):.2f}" for t in types) + " |")
     return "\n".join(lines) + "\n"
 
 
