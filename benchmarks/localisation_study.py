@@ -56,6 +56,10 @@ def top_k_scores(maps: np.ndarray, k: int) -> np.ndarray:
 def run_model(ckpt: Path, samples, batch: int = 8):
     """(maps (N, H, W), scores (N,), reconstructions (N, 3, H, W) in [0, 1], images, masks, top_k, meta)."""
     model, payload = load_model(ckpt)
+    # The raw map: a checkpoint's own map_sigma (2 px for `edge` since round 1) would otherwise be added to
+    # every --sigmas blur below, and "sigma 0" would not be the raw map.
+    stored_sigma = model.config.diffusion.map_sigma
+    model.set_map_sigma(0.0)
     hw = model.config.input_hw
     maps, scores, recons, images, masks = [], [], [], [], []
     for start in range(0, len(samples), batch):
@@ -68,7 +72,7 @@ def run_model(ckpt: Path, samples, batch: int = 8):
         images.append(x.numpy())
         masks += [m > 0.5 for _, m in loaded]
     meta = {"step": int(payload.get("step", 0)), "train_minutes": round(float(payload.get("train_seconds", 0.0)) / 60, 1),
-            "preset": model.config.preset, "train_config": payload.get("train_config", {})}
+            "preset": model.config.preset, "train_config": payload.get("train_config", {}), "model_map_sigma": stored_sigma}
     return (np.concatenate(maps), np.concatenate(scores), np.concatenate(recons), np.concatenate(images),
             np.stack(masks), model.config.diffusion.top_k, meta)
 
