@@ -21,7 +21,7 @@ _DEFAULTS = TrainConfig()
 def _recipe_help(name: str) -> str:
     parts = [f"{p}: {RECOMMENDED_TRAINING[p][name]}" for p in RECOMMENDED_TRAINING if name in RECOMMENDED_TRAINING[p]]
     paper = getattr(_DEFAULTS, name)
-    return f" Default: the preset's recipe ({', '.join(parts)}; otherwise {paper})." if parts else ""
+    return f" Default: the preset's recipe ({', '.join(parts)}; otherwise {paper})." if parts else f" Default: {paper}."
 
 
 def train(

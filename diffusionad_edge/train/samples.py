@@ -104,16 +104,16 @@ class SyntheticAnomalySamples(Dataset):
         k = int(rng.integers(len(self.images)))  # = image_index(index); the same generator then crops and synthesises
         img, fg = self.images[k], self.foregrounds[k]
         clean = index % self.batch_size < self.batch_size // 2
-        if self.crop_size is not None and not clean and self.anomaly_scale == "image":
-            img, mask = self.synthesizer.synthesize(img, rng, foreground=fg)
-            img, mask = self._crop_around(img, mask, rng)
+        # An anomaly at image scale is made before the patch is cut (around it); otherwise the patch first.
+        crop_after = self.crop_size is not None and not clean and self.anomaly_scale == "image"
+        if self.crop_size is not None and not crop_after:
+            img, fg = self._crop(img, fg, rng)
+        if clean:
+            mask = np.zeros(img.shape[:2], np.float32)
         else:
-            if self.crop_size is not None:
-                img, fg = self._crop(img, fg, rng)
-            if clean:
-                mask = np.zeros(img.shape[:2], np.float32)
-            else:
-                img, mask = self.synthesizer.synthesize(img, rng, foreground=fg)
+            img, mask = self.synthesizer.synthesize(img, rng, foreground=fg)
+        if crop_after:
+            img, mask = self._crop_around(img, mask, rng)
         return (
             torch.from_numpy(to_chw_float(img)),
             torch.from_numpy(mask.astype(np.float32))[None],
