@@ -13,9 +13,16 @@ images, the image, the ground-truth mask, x0_g, |image - x0_g| and the raw map, 
 look at *why* a map misses part of a defect (the reconstruction kept the defect, or the
 segmentation net did not mark it).
 
+A variant may change the one-step reconstruction at inference only (the weights are the
+checkpoint's): ``name=path.pt@t_b=600,w=2`` evaluates it with guidance timestep t_b = 600 and
+guidance scale w = 2 (also ``t_s``). A study tool: the exported graph's t_s / t_b are the
+product's constants.
+
 Usage:
     python benchmarks/localisation_study.py --data ../shared/data/toothbrush --out study/tb \\
         control=runs/tb_ctrl.pt nodice=runs/tb_nodice.pt --sigmas 0,4,8
+    python benchmarks/localisation_study.py --data ../shared/data/toothbrush --out study/tb_guidance \
+        w1=runs/tb.pt w2=runs/tb.pt@w=2 tb600=runs/tb.pt@t_b=600
 
 Writes OUT/study.json, OUT/study.md and OUT/<name>-<defect>.png.
 """
@@ -33,10 +40,28 @@ import numpy as np
 import torch
 
 from diffusionad_edge.data.mvtec import MVTecCategory, load_test_sample
+from diffusionad_edge.errors import ConfigError
 from diffusionad_edge.evaluate.metrics import all_metrics
 from diffusionad_edge.models.checkpoint_io import load_model
 
 METRICS = ("image_auroc", "pixel_auroc", "pixel_ap", "aupro")
+# Inference-only overrides a variant may carry after "@": key -> DiffusionConfig field.
+GUIDANCE_KEYS = {"t_s": "t_s", "t_b": "t_b", "w": "guidance_w"}
+
+
+def parse_variant(spec: str) -> tuple[str, Path, dict[str, float]]:
+    """``name=path.pt[@key=value,...]`` -> (name, path, {DiffusionConfig field: value}); ValueError if malformed."""
+    name, rest = spec.split("=", 1)
+    path, _, extra = rest.partition("@")
+    overrides: dict[str, float] = {}
+    for item in filter(None, extra.split(",")):
+        key, value = item.split("=", 1)
+        if key not in GUIDANCE_KEYS:
+            raise ValueError(f"unknown override {key!r} (choose from {', '.join(GUIDANCE_KEYS)})")
+        overrides[GUIDANCE_KEYS[key]] = int(value) if key != "w" else float(value)
+    if not name or not path:
+        raise ValueError(spec)
+    return name, Path(path), overrides
 
 
 def blur(maps: np.ndarray, sigma: float) -> np.ndarray:
@@ -53,9 +78,14 @@ def top_k_scores(maps: np.ndarray, k: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def run_model(ckpt: Path, samples, batch: int = 8):
-    """(maps (N, H, W), scores (N,), reconstructions (N, 3, H, W) in [0, 1], images, masks, top_k, meta)."""
+def run_model(ckpt: Path, samples, batch: int = 8, overrides: dict[str, float] | None = None):
+    """(maps (N, H, W), scores (N,), reconstructions (N, 3, H, W) in [0, 1], images, masks, top_k, meta).
+
+    ``overrides`` replaces DiffusionConfig fields (t_s, t_b, guidance_w) for this pass only."""
     model, payload = load_model(ckpt)
+    for field, value in (overrides or {}).items():
+        setattr(model.config.diffusion, field, value)
+    model.config.validate()
     # The raw map: a checkpoint's own map_sigma (2 px for `edge` since round 1) would otherwise be added to
     # every --sigmas blur below, and "sigma 0" would not be the raw map.
     stored_sigma = model.config.diffusion.map_sigma
@@ -72,7 +102,8 @@ def run_model(ckpt: Path, samples, batch: int = 8):
         images.append(x.numpy())
         masks += [m > 0.5 for _, m in loaded]
     meta = {"step": int(payload.get("step", 0)), "train_minutes": round(float(payload.get("train_seconds", 0.0)) / 60, 1),
-            "preset": model.config.preset, "train_config": payload.get("train_config", {}), "model_map_sigma": stored_sigma}
+            "preset": model.config.preset, "train_config": payload.get("train_config", {}), "model_map_sigma": stored_sigma,
+            "inference": {k: getattr(model.config.diffusion, k) for k in ("t_s", "t_b", "guidance_w")}}
     return (np.concatenate(maps), np.concatenate(scores), np.concatenate(recons), np.concatenate(images),
             np.stack(masks), model.config.diffusion.top_k, meta)
 
@@ -127,19 +158,20 @@ def save_grids(out: Path, name: str, types, images, masks, recons, maps, per_typ
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("checkpoints", nargs="+", help="name=path.pt, one per variant (the first is the control)")
+    ap.add_argument("checkpoints", nargs="+", help="name=path.pt[@t_b=600,w=2], one per variant (the first is the control)")
     ap.add_argument("--data", type=Path, required=True, help="MVTec-layout category folder (test split + ground_truth)")
     ap.add_argument("--out", type=Path, required=True, help="folder for study.json, study.md and the grid pictures")
     ap.add_argument("--sigmas", default="0,4", help="comma-separated blur sigmas of the map before the metrics")
     ap.add_argument("--per-type", type=int, default=4, help="defective images per type in each grid picture")
     args = ap.parse_args(argv)
     try:
-        variants = [(c.split("=", 1)[0], Path(c.split("=", 1)[1])) for c in args.checkpoints]
+        variants = [parse_variant(c) for c in args.checkpoints]
         sigmas = [float(s) for s in args.sigmas.split(",") if s.strip()]
-    except (IndexError, ValueError):
-        print("error: checkpoints are name=path.pt and --sigmas a comma-separated list of numbers", file=sys.stderr)
+    except ValueError as exc:
+        print(f"error: checkpoints are name=path.pt[@t_b=N,w=X] and --sigmas a comma-separated list of numbers ({exc})",
+              file=sys.stderr)
         return 2
-    missing = [str(p) for _, p in variants if not p.is_file()]
+    missing = [str(p) for _, p, _ in variants if not p.is_file()]
     if missing:
         print(f"error: no such checkpoint: {', '.join(missing)}", file=sys.stderr)
         return 2
@@ -149,9 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     labels = np.array([s.is_anomalous for s in samples], dtype=np.uint8)
     types = np.array([s.defect_type for s in samples], dtype=object)
     results: dict = {"data": str(args.data), "variants": {}}
-    for name, ckpt in variants:
+    for name, ckpt, overrides in variants:
         t0 = time.perf_counter()
-        maps, scores, recons, images, masks, top_k, meta = run_model(ckpt, samples)
+        try:
+            maps, scores, recons, images, masks, top_k, meta = run_model(ckpt, samples, overrides=overrides)
+        except ConfigError as exc:
+            print(f"error: {name}: {exc}", file=sys.stderr)
+            return 2
         rows = {}
         for sigma in sigmas:
             m = blur(maps, sigma)
@@ -174,13 +210,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def to_markdown(results: dict) -> str:
     lines = [f"Data: `{results['data']}` (test split, one-step, fixed noise)", ""]
-    lines += ["| variant | steps | sigma | image AUROC | pixel AUROC | pixel AP | AUPRO | defect px < 0.01 |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["| variant | steps | t_b | w | sigma | image AUROC | pixel AUROC | pixel AP | AUPRO | defect px < 0.01 |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, v in results["variants"].items():
         for sigma, rows in v["by_sigma"].items():
             o = rows["overall"]
-            lines.append(f"| {name} | {v['step']} | {sigma} | " + " | ".join(f"{o[k]:.3f}" for k in METRICS)
-                         + f" | {v['defect_pixels_below_0.01']:.2f} |")
+            inf = v.get("inference", {})
+            head = f"| {name} | {v['step']} | {inf.get('t_b', '')} | {inf.get('guidance_w', '')} | {sigma} | "
+            lines.append(head + " | ".join(f"{o[k]:.3f}" for k in METRICS) + f" | {v['defect_pixels_below_0.01']:.2f} |")
     lines += ["", "Per defect type (pixel AUROC / pixel AP / AUPRO; image AUROC):", ""]
     first = next(iter(results["variants"].values()))
     types = [t for t in next(iter(first["by_sigma"].values())) if t != "overall"]
