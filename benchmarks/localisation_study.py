@@ -21,7 +21,7 @@ product's constants.
 Usage:
     python benchmarks/localisation_study.py --data ../shared/data/toothbrush --out study/tb \\
         control=runs/tb_ctrl.pt nodice=runs/tb_nodice.pt --sigmas 0,4,8
-    python benchmarks/localisation_study.py --data ../shared/data/toothbrush --out study/tb_guidance \
+    python benchmarks/localisation_study.py --data ../shared/data/toothbrush --out study/tb_guidance \\
         w1=runs/tb.pt w2=runs/tb.pt@w=2 tb600=runs/tb.pt@t_b=600
 
 Writes OUT/study.json, OUT/study.md and OUT/<name>-<defect>.png.
