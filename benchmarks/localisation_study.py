@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from diffusionad_edge.data.mvtec import MVTecCategory, load_test_sample
-from diffusionad_edge.errors import ConfigError
+from diffusionad_edge.errors import DaeError
 from diffusionad_edge.evaluate.metrics import all_metrics
 from diffusionad_edge.models.checkpoint_io import load_model
 
@@ -77,15 +77,19 @@ def top_k_scores(maps: np.ndarray, k: int) -> np.ndarray:
     return np.sort(flat, axis=1)[:, -k:].mean(axis=1)
 
 
-@torch.no_grad()
-def run_model(ckpt: Path, samples, batch: int = 8, overrides: dict[str, float] | None = None):
-    """(maps (N, H, W), scores (N,), reconstructions (N, 3, H, W) in [0, 1], images, masks, top_k, meta).
-
-    ``overrides`` replaces DiffusionConfig fields (t_s, t_b, guidance_w) for this pass only."""
+def load_variant(ckpt: Path, overrides: dict[str, float]):
+    """(model, payload) of a checkpoint with ``overrides`` replacing DiffusionConfig fields (t_s, t_b,
+    guidance_w) for inference; DaeError if the file is not a checkpoint or an override is out of range."""
     model, payload = load_model(ckpt)
-    for field, value in (overrides or {}).items():
+    for field, value in overrides.items():
         setattr(model.config.diffusion, field, value)
     model.config.validate()
+    return model, payload
+
+
+@torch.no_grad()
+def run_model(model, payload: dict, samples, batch: int = 8):
+    """(maps (N, H, W), scores (N,), reconstructions (N, 3, H, W) in [0, 1], images, masks, top_k, meta)."""
     # The raw map: a checkpoint's own map_sigma (2 px for `edge` since round 1) would otherwise be added to
     # every --sigmas blur below, and "sigma 0" would not be the raw map.
     stored_sigma = model.config.diffusion.map_sigma
@@ -175,19 +179,20 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: no such checkpoint: {', '.join(missing)}", file=sys.stderr)
         return 2
+    # The data and every checkpoint (with its overrides) are checked before anything is written or run.
+    try:
+        samples = list(MVTecCategory(args.data).test_samples)
+        models = [(name, ckpt, *load_variant(ckpt, overrides)) for name, ckpt, overrides in variants]
+    except DaeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    dataset = MVTecCategory(args.data)
-    samples = list(dataset.test_samples)
     labels = np.array([s.is_anomalous for s in samples], dtype=np.uint8)
     types = np.array([s.defect_type for s in samples], dtype=object)
     results: dict = {"data": str(args.data), "variants": {}}
-    for name, ckpt, overrides in variants:
+    for name, ckpt, model, payload in models:
         t0 = time.perf_counter()
-        try:
-            maps, scores, recons, images, masks, top_k, meta = run_model(ckpt, samples, overrides=overrides)
-        except ConfigError as exc:
-            print(f"error: {name}: {exc}", file=sys.stderr)
-            return 2
+        maps, scores, recons, images, masks, top_k, meta = run_model(model, payload, samples)
         rows = {}
         for sigma in sigmas:
             m = blur(maps, sigma)
