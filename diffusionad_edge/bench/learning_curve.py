@@ -76,24 +76,32 @@ def to_markdown(rows: list[dict], mode: str, reference: dict | None = None) -> s
 
 
 def draw(rows: list[dict], path: Path) -> None:
-    """Two panels (image AUROC, pixel AP) against minutes, one line per recipe."""
-    W, H, pad = 1000, 440, 60
-    img = np.full((H, W, 3), 255, np.uint8)
+    """Two panels (image AUROC, pixel AP) against minutes, one line per recipe, the legend below them."""
     recipes = list(dict.fromkeys(r["recipe"] for r in rows))
+    legend_h = 22 * len(recipes) + 10
+    W, H, pad = 1000, 470 + legend_h, 60
+    img = np.full((H, W, 3), 255, np.uint8)
     xmax = max(r["budget_min"] for r in rows)
+    font = cv2.FONT_HERSHEY_SIMPLEX
     for panel, metric in enumerate(("image_auroc", "pixel_ap")):
         x0, x1 = pad + panel * (W // 2), (panel + 1) * (W // 2) - 20
-        y0, y1 = pad, H - pad
+        y0, y1 = pad, 440 - pad
         cv2.rectangle(img, (x0, y0), (x1, y1), (0, 0, 0), 1)
         for t in np.linspace(0, 1, 6):
             y = int(y1 - t * (y1 - y0))
             cv2.line(img, (x0, y), (x1, y), (230, 230, 230), 1)
-            cv2.putText(img, f"{t:.1f}", (x0 - 35, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+            cv2.putText(img, f"{t:.1f}", (x0 - 35, y + 4), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        # Budget labels: numbers only; a label that would touch its left neighbour (10 and 20 beside 120 on
+        # one axis) drops to a second line instead of overlapping it.
+        last_x, row = -1000, 0
         for b in sorted({r["budget_min"] for r in rows}):
             x = int(x0 + b / xmax * (x1 - x0))
             cv2.line(img, (x, y1), (x, y0), (235, 235, 235), 1)
-            cv2.putText(img, f"{b:g} min", (x - 22, y1 + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(img, metric.replace("_", " "), (x0, y0 - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+            row = 1 - row if x - last_x < 34 else 0
+            cv2.putText(img, f"{b:g}", (x - 8, y1 + 18 + 16 * row), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+            last_x = x
+        cv2.putText(img, "training minutes", ((x0 + x1) // 2 - 60, y1 + 54), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(img, metric.replace("_", " "), (x0, y0 - 12), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
         for i, recipe in enumerate(recipes):
             pts = [(int(x0 + r["budget_min"] / xmax * (x1 - x0)), int(y1 - (r[metric] or 0) * (y1 - y0)))
                    for r in rows if r["recipe"] == recipe and r[metric] is not None]
@@ -102,8 +110,11 @@ def draw(rows: list[dict], path: Path) -> None:
                 cv2.line(img, a, b, c, 2, cv2.LINE_AA)
             for p in pts:
                 cv2.circle(img, p, 5, c, -1)
-            if panel == 0:
-                cv2.putText(img, recipe, (x0 + 10, y0 + 20 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.5, c, 1, cv2.LINE_AA)
+    for i, recipe in enumerate(recipes):  # the legend, below both panels, off the lines
+        c, y = COLOURS[i % len(COLOURS)], 440 + 10 + 22 * i
+        cv2.line(img, (pad, y), (pad + 30, y), c, 2, cv2.LINE_AA)
+        cv2.circle(img, (pad + 15, y), 5, c, -1)
+        cv2.putText(img, recipe, (pad + 40, y + 5), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     if not cv2.imwrite(str(path), img):
         raise OSError(f"could not write {path}")
 
