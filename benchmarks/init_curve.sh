@@ -7,7 +7,8 @@
 # way it goes).
 #
 # Usage: bash benchmarks/init_curve.sh INIT_CHECKPOINT [OUT_DIR]
-#   INIT_CHECKPOINT  a Magnetic Tile checkpoint of the same preset (edge, 256 px)
+#   INIT_CHECKPOINT  a Magnetic Tile checkpoint of the same preset (PRESET, 256 px)
+#   PRESET           the preset both runs train, default edge (the README's measurement: edge-v2)
 #   DATA             default ../shared/data/toothbrush
 #   BUDGETS          training minutes of the snapshots, default "5 10 20 40" (the last ends the run
 #                    unless STEPS ends it first)
@@ -22,6 +23,7 @@ init="${1:?usage: init_curve.sh INIT_CHECKPOINT [OUT_DIR]}"
 out="${2:-benchmarks/results/init_curve}"
 data="${DATA:-../shared/data/toothbrush}"
 budgets="${BUDGETS:-5 10 20 40}"
+preset="${PRESET:-edge}"
 mkdir -p "$out"
 
 max_budget=0
@@ -33,7 +35,7 @@ if [ -n "${STEPS:-}" ]; then limits+=(--steps "$STEPS"); fi
 train() {  # train START (scratch|init)
   local extra=()
   if [ "$1" = "init" ]; then extra=(--init "$init"); fi
-  dae train --data "$data" --preset edge "${limits[@]}" --snapshot-minutes "$snaps" \
+  dae train --data "$data" --preset "$preset" "${limits[@]}" --snapshot-minutes "$snaps" \
     --checkpoint-every 0 --overwrite --out "$out/$1.pt" "${extra[@]}" > "$out/$1.train.log" 2>&1
 }
 

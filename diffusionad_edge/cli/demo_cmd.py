@@ -41,8 +41,8 @@ def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Folder for the dataset, checkpoint and report."),
     steps: int = typer.Option(
         DEMO_STEPS, min=1,
-        help=f"Training steps (fixed, so the result does not depend on machine load; {DEMO_STEPS} take about 4 minutes "
-        f"for `edge` on 2 cores). --fast: {FAST_STEPS}.",
+        help=f"Training steps (fixed, so the result does not depend on machine load; {DEMO_STEPS} take about 6 minutes "
+        f"for `edge` on 2 idle cores with bf16). --fast: {FAST_STEPS}.",
     ),
     preset: str = typer.Option("edge", help="Model preset to train."),
     fast: bool = typer.Option(False, "--fast", help="A much smaller setting (tiny preset, small data, seconds) for tests and smoke runs."),

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..errors import ConfigError
 from ..export.checks import DEFAULT_MAX_DROP, DEFAULT_MAX_MAP_DROP, METRIC_LABELS
-from ..export.targets import list_targets
+from ..export.targets import list_targets, load_target
 from ..files import fmt
 from ..interrupts import interrupt_guard
 from ..runtime.thresholds import DEFAULT_MARGIN_SD, MARGIN_FLOOR_LOGIT, MAX_MARGIN_SD, RULES, score_text
@@ -97,7 +97,7 @@ def export(
     if target is None:
         raise ConfigError("--target is required (see `dae targets`)")
     if out_dir is None:
-        out_dir = Path("exports") / f"{checkpoint.stem}-{target.replace('.toml', '').split('/')[-1]}-{precision or 'default'}"
+        out_dir = default_bundle_dir(checkpoint, target, precision)
     previous = out_dir.is_dir() and any(out_dir.iterdir())
     # Ctrl-C from here on: one line and exit code 130 within seconds, never a hang in native code or an import
     with interrupt_guard(f"interrupted; {'previous bundle kept: ' if previous else 'nothing written: '}{out_dir}"):
@@ -109,6 +109,14 @@ def export(
     console.print(f"bundle: {result.bundle}" + ("" if result.passed else " [red](checks FAILED, kept on request)"))
     if not result.passed:
         raise typer.Exit(3)
+
+
+def default_bundle_dir(checkpoint: Path, target: str, precision: str | None) -> Path:
+    """``exports/<checkpoint stem>-<target name>-<precision>``; without --precision, the profile's own precision
+    (the one the bundle will be built in), so two exports of one model in different precisions never share a folder
+    by accident."""
+    name = Path(target).stem if target.endswith(".toml") else target
+    return Path("exports") / f"{checkpoint.stem}-{name}-{precision or load_target(target).precision}"
 
 
 def _export(checkpoint, target, precision, out_dir, input_size, calibration, calibration_count, eval_data, eval_category,

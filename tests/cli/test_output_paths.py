@@ -134,3 +134,24 @@ def test_run_says_when_input_was_lost(tiny_checkpoint, video, tiny_dataset, tmp_
 def test_demo_out_checked_before_anything(blocker):
     _refused(dae("demo", "--fast", "--out", blocker), blocker, "is a file")
     _refused(dae("demo", "--fast", "--out", blocker / "sub"), blocker / "sub", "is a file, not a folder")
+
+
+def test_default_bundle_folder_names_the_precision_the_bundle_is_built_in(tmp_path):
+    """Without --out the folder carries the precision: the profile's own when --precision is left out (it was
+    "-default", so an INT8 and an FP16 export of one model could both land in "...-default")."""
+    from pathlib import Path
+
+    from diffusionad_edge.cli.export_cmd import default_bundle_dir
+    from diffusionad_edge.errors import ConfigError
+    from diffusionad_edge.export.targets import load_target
+
+    ckpt = Path("runs/model.pt")
+    for name in ("openvino-cpu", "jetson-orin", "onnxruntime-cpu"):
+        assert default_bundle_dir(ckpt, name, None) == Path("exports") / f"model-{name}-{load_target(name).precision}"
+    assert default_bundle_dir(ckpt, "openvino-cpu", "fp32") == Path("exports/model-openvino-cpu-fp32")
+    # a user's profile file: its stem names the folder, its precision field the precision
+    profile = tmp_path / "line3.toml"
+    profile.write_text((Path(__file__).parents[2] / "targets" / "onnxruntime-cpu.toml").read_text())
+    assert default_bundle_dir(ckpt, str(profile), None) == Path("exports") / "model-line3-fp32"
+    with pytest.raises(ConfigError, match="unknown target"):
+        default_bundle_dir(ckpt, "no-such-target", None)
