@@ -52,7 +52,7 @@ for data in $datasets; do
       done
     fi
     for b in $budgets; do
-      dae eval "$out/$recipe.b$b.pt" --data "$data" --json "$out/$recipe.b$b.eval.json"
+      dae eval "$out/$recipe.b$b.pt" --data "$data" --json "$out/$recipe.b$b.eval.json" --overwrite
     done
   done
   python3 -m diffusionad_edge.bench.learning_curve "$out" --mode "$mode" --recipes "$recipes" --budgets "$budgets" \
