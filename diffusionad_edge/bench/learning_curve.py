@@ -78,14 +78,14 @@ def to_markdown(rows: list[dict], mode: str, reference: dict | None = None) -> s
 def draw(rows: list[dict], path: Path) -> None:
     """Two panels (image AUROC, pixel AP) against minutes, one line per recipe, the legend below them."""
     recipes = list(dict.fromkeys(r["recipe"] for r in rows))
-    legend_h = 22 * len(recipes) + 10
-    W, H, pad = 1000, 470 + legend_h, 60
+    W, pad, panels_h = 1000, 60, 440  # the panels' band; the legend's rows go below it
+    H = panels_h + 30 + 22 * len(recipes) + 10
     img = np.full((H, W, 3), 255, np.uint8)
     xmax = max(r["budget_min"] for r in rows)
     font = cv2.FONT_HERSHEY_SIMPLEX
     for panel, metric in enumerate(("image_auroc", "pixel_ap")):
         x0, x1 = pad + panel * (W // 2), (panel + 1) * (W // 2) - 20
-        y0, y1 = pad, 440 - pad
+        y0, y1 = pad, panels_h - pad
         cv2.rectangle(img, (x0, y0), (x1, y1), (0, 0, 0), 1)
         for t in np.linspace(0, 1, 6):
             y = int(y1 - t * (y1 - y0))
@@ -111,7 +111,7 @@ def draw(rows: list[dict], path: Path) -> None:
             for p in pts:
                 cv2.circle(img, p, 5, c, -1)
     for i, recipe in enumerate(recipes):  # the legend, below both panels, off the lines
-        c, y = COLOURS[i % len(COLOURS)], 440 + 10 + 22 * i
+        c, y = COLOURS[i % len(COLOURS)], panels_h + 10 + 22 * i
         cv2.line(img, (pad, y), (pad + 30, y), c, 2, cv2.LINE_AA)
         cv2.circle(img, (pad + 15, y), 5, c, -1)
         cv2.putText(img, recipe, (pad + 40, y + 5), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)

@@ -112,11 +112,11 @@ def export(
 
 
 def default_bundle_dir(checkpoint: Path, target: str, precision: str | None) -> Path:
-    """``exports/<checkpoint stem>-<target name>-<precision>``; without --precision, the profile's own precision
-    (the one the bundle will be built in), so two exports of one model in different precisions never share a folder
+    """``exports/<checkpoint stem>-<target name>-<precision>``, the precision as the export resolves it (the
+    profile's own without --precision), so two exports of one model in different precisions never share a folder
     by accident."""
     name = Path(target).stem if target.endswith(".toml") else target
-    return Path("exports") / f"{checkpoint.stem}-{name}-{precision or load_target(target).precision}"
+    return Path("exports") / f"{checkpoint.stem}-{name}-{load_target(target).check_precision(precision)}"
 
 
 def _export(checkpoint, target, precision, out_dir, input_size, calibration, calibration_count, eval_data, eval_category,
